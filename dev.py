@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Set up and run r1-distill from a fresh checkout with nothing but python3.
+
+    python3 dev.py demo      # the offline end-to-end demo (r1-distill demo)
+    python3 dev.py test      # the whole test suite
+    python3 dev.py shell     # print the line that activates the environment
+
+It creates .venv, installs the CPU build of torch and the package (llama-cpp-python builds from
+source the first time, ~7 minutes on 2 cores; pip caches the wheel), and is quick when nothing is
+missing: it reinstalls only when pyproject.toml changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".r1-distill-installed"
+TORCH_PIN = "torch==2.13.0"  # the CPU wheel; GPU users install their CUDA build first
+
+
+def log(msg: str) -> None:
+    print(f"[dev] {msg}", flush=True)
+
+
+def run(*cmd: str, **kw) -> None:
+    subprocess.run(cmd, check=True, **kw)
+
+
+def fingerprint() -> str:
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "dev.py"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()
+
+
+def has_module(name: str) -> bool:
+    return subprocess.run([str(PY), "-c", f"import {name}"], capture_output=True).returncode == 0
+
+
+def ensure_env() -> None:
+    if not PY.exists():
+        log("creating .venv")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+        run(str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip")
+    if STAMP.exists() and STAMP.read_text() == fingerprint():
+        return
+    if not has_module("torch"):
+        log(f"installing {TORCH_PIN} (CPU)")
+        run(str(PY), "-m", "pip", "install", "-q", TORCH_PIN)
+    log("installing r1-distill and its dependencies (llama-cpp-python compiles the first time)")
+    run(str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]")
+    STAMP.write_text(fingerprint())
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the UI's browser test (Playwright drives it; no browser download)."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("chromium not found and cannot be installed here: the browser test will skip")
+        return
+    log("installing Debian's chromium for the browser test")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, stdout=subprocess.DEVNULL)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"test", "demo", "shell", "setup"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_env()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if command == "setup":
+        return 0
+    if command == "shell":
+        print(f"source {VENV}/bin/activate")
+        return 0
+    if command == "demo":
+        return subprocess.call([str(VENV / "bin" / "r1-distill"), "demo", *rest], env=env)
+    ensure_chromium()
+    return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

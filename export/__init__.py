@@ -1,0 +1,1 @@
+"""r1_distill.export: merge adapters, convert to GGUF with llama.cpp's converter, quantize, verify."""

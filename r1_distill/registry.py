@@ -1,0 +1,204 @@
+"""The model registry: `models.yaml`, its schema, and the loader every stage uses.
+
+Which file: ``--models FILE`` on the command line, else ``$R1_DISTILL_MODELS``, else the
+``models.yaml`` shipped with the package. Every section is checked strictly: an unknown key, a wrong
+type or a missing field is a :class:`~r1_distill.errors.UserError` naming the file, the key and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import UserError
+
+PACKAGE_REGISTRY = Path(__file__).with_name("models.yaml")
+ENV_VAR = "R1_DISTILL_MODELS"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingDefaults(Strict):
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(gt=0)
+    system_prompt: Optional[str] = None
+    prompt_suffix: str
+    force_think_prefix: str  # the response is forced to start with this (R1 starts with "<think>\n")
+    samples: int = Field(gt=0)
+
+
+class Defaults(Strict):
+    sampling: SamplingDefaults
+    # reasoning_effort -> thinking budget in tokens, for serve/ and ui/
+    reasoning_effort_budgets: dict[Literal["low", "medium", "high"], int]
+
+
+class Teacher(Strict):
+    description: str = ""
+    kind: Literal["openai", "vllm", "transformers", "llamacpp"]
+    base_url: Optional[str] = None  # openai
+    model: Optional[str] = None  # openai: the served model name; others: hub id, folder or GGUF
+    api_key_env: Optional[str] = None  # openai: the environment variable holding the key
+    tensor_parallel_size: int = 1  # vllm
+    data_parallel_size: int = 1  # vllm: engine processes, prompts sharded over them
+    max_model_len: Optional[int] = None
+    chat_template: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check_kind(self):
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("an 'openai' teacher needs base_url")
+        if not self.model:
+            raise ValueError("a teacher needs model (served name, hub id, folder or GGUF file)")
+        return self
+
+
+class GpuEstimate(Strict):
+    count: int = Field(ge=0)  # 0: runs on a CPU
+    memory_gb_each: int = Field(ge=0)
+    note: str = ""
+
+
+class Recipe(Strict):
+    method: Literal["full", "lora", "qlora"]
+    learning_rate: float = Field(gt=0)
+    epochs: float = Field(gt=0)
+    max_length: int = Field(gt=0)
+    effective_batch: int = Field(gt=0)  # sequences per optimizer step, across all GPUs
+    per_device_batch: int = Field(default=1, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    lora_r: int = Field(default=64, gt=0)
+    lora_alpha: int = Field(default=128, gt=0)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    gpus: GpuEstimate
+    accelerate_config: Optional[str] = None  # shipped config for `accelerate launch`
+
+
+class LongContext(Strict):
+    """What to change in the base config to train at long context (open-r1 for Qwen2.5-Math)."""
+
+    max_position_embeddings: int = Field(gt=0)
+    rope_theta: float = Field(gt=0)
+
+
+class Student(Strict):
+    description: str = ""
+    base: str  # hub id or local folder of the base model
+    released_as: Optional[str] = None  # DeepSeek's released distilled model, for comparison
+    architecture: Literal["qwen2", "llama"]
+    params_b: float = Field(gt=0)
+    native_context: int = Field(gt=0)
+    rope_theta: float = Field(gt=0)
+    long_context: Optional[LongContext] = None
+    chat_template: str  # a template name under r1_distill/templates, or a path
+    eos_token: str
+    bos_token: Optional[str] = None
+    pad_token: Optional[str] = None
+    recipe: Recipe
+    tiny: bool = False  # a test/demo model built here, not downloaded
+
+
+class ExportPreset(Strict):
+    description: str = ""
+    quants: list[str] = Field(min_length=1)
+
+
+class Registry(Strict):
+    version: Literal[1]
+    defaults: Defaults
+    teachers: dict[str, Teacher]
+    students: dict[str, Student]
+    export_presets: dict[str, ExportPreset]
+    source: Optional[str] = None  # the file it was read from (set by the loader)
+
+    def student(self, name: str) -> Student:
+        try:
+            return self.students[name]
+        except KeyError:
+            raise UserError(
+                f"unknown student {name!r} in {self.source}: known are {', '.join(self.students)}; "
+                "or pass a hub id or a local model folder"
+            ) from None
+
+    def teacher(self, name: str) -> Teacher:
+        try:
+            return self.teachers[name]
+        except KeyError:
+            raise UserError(
+                f"unknown teacher {name!r} in {self.source}: known are {', '.join(self.teachers)}; "
+                "or pass a URL, hub id, folder or GGUF file"
+            ) from None
+
+
+def registry_path(path: str | os.PathLike | None = None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return PACKAGE_REGISTRY
+
+
+def _describe_error(err: dict) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{key}' (check its spelling)"
+    if kind == "missing":
+        return f"missing key '{key}'"
+    return f"key '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def parse_registry(data: object, source: str) -> Registry:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Registry.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = "; ".join(_describe_error(e) for e in exc.errors())
+        raise UserError(f"{source}: {problems}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime: float) -> Registry:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read the model registry {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    return parse_registry(data, path)
+
+
+def load_registry(path: str | os.PathLike | None = None) -> Registry:
+    resolved = registry_path(path)
+    if not resolved.is_file():
+        raise UserError(f"model registry {resolved} does not exist: pass --models FILE or set {ENV_VAR}")
+    return _load_cached(str(resolved), resolved.stat().st_mtime)
+
+
+def template_path(name: str) -> Path:
+    """A chat template by registry name (``r1-distill``) or path."""
+    shipped = Path(__file__).with_name("templates") / f"{name}.jinja"
+    if shipped.is_file():
+        return shipped
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    raise UserError(f"chat template {name!r} is neither a shipped template nor a file")
+
+
+def read_template(name: str) -> str:
+    return template_path(name).read_text(encoding="utf-8")

@@ -1,0 +1,1 @@
+"""r1_distill.serve: an OpenAI-compatible local server with the thinking returned apart."""
