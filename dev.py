@@ -58,6 +58,8 @@ def ensure_env() -> None:
         run(str(PY), "-m", "pip", "install", "-q", TORCH_PIN)
     log("installing r1-distill and its dependencies (llama-cpp-python compiles the first time)")
     run(str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]")
+    log("fetching llama.cpp's converter for the installed llama-cpp-python (kept for offline use)")
+    run(str(PY), "-m", "r1_distill.export.converter")
     STAMP.write_text(fingerprint())
 
 

@@ -90,7 +90,51 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the reg
     console.print("Export presets: " + "; ".join(f"{n}: {', '.join(p.quants)}" for n, p in reg.export_presets.items()))
 
 
-_PENDING = {"generate": 3, "filter": 3, "train": 4, "grpo": 4, "eval": 4, "export": 5, "serve": 6, "chat": 7, "demo": 8}
+@app.command("export")
+def export_cmd(
+    model: str = typer.Option(..., "--model", help="HF model folder, hub id, or LoRA adapter folder."),
+    out: Path = typer.Option(..., "--out", help="Output folder for <model>-<QUANT>.gguf files and the report."),
+    gguf: bool = typer.Option(False, "--gguf", help="Export to GGUF (the one format so far)."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Comma-separated: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="An export preset of models.yaml instead of --quant."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model of an adapter (default: the adapter's record)."),
+    name: Optional[str] = typer.Option(None, "--name", help="File name stem (default: the model folder's name)."),
+    imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="Importance matrix file (needs llama-quantize on PATH)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for quantizing and verifying."),
+    greedy_tokens: int = typer.Option(16, "--greedy-tokens", help="Greedy tokens compared per verification prompt."),
+):
+    """Merge an adapter, convert with llama.cpp's converter, quantize, and verify every file."""
+    from r1_distill.export.pipeline import ExportConfig, export_gguf
+
+    if not gguf:
+        raise UserError("pass --gguf: GGUF is the export format (r1-distill export --gguf --model DIR --out DIR)")
+    if quant and preset:
+        raise UserError("pass --quant or --preset, not both")
+    if preset:
+        presets = state.registry.export_presets
+        if preset not in presets:
+            raise UserError(f"unknown export preset {preset!r}: known are {', '.join(presets)}")
+        quants = list(presets[preset].quants)
+    else:
+        quants = (quant or "Q4_K_M").split(",")
+    report = export_gguf(ExportConfig(
+        model=model, out=str(out), quants=quants, base=base, name=name, imatrix=str(imatrix) if imatrix else None,
+        threads=threads, greedy_tokens=greedy_tokens, models_file=str(state.models_file) if state.models_file else None,
+    ))
+    table = Table(title=f"GGUF export of {report['model']} -> {out}")
+    for col in ("file", "size", "tokens same", "max |dlogit|", "top-1 agree", "mean KL", "greedy match"):
+        table.add_column(col)
+    for q, f in report["files"].items():
+        table.add_row(f["path"], f"{f['bytes'] / 2**20:.1f} MiB", str(f["tokenization_identical"]),
+                      f"{f['max_abs_logit_diff']:.2e}", f"{f['top1_agreement']:.3f}", f"{f['mean_kl']:.2e}",
+                      f"{f['greedy_match']:.2f}")
+    console.print(table)
+    default = report["files"].get("Q4_K_M", next(iter(report["files"].values())))
+    console.print(f"Report: {out / 'export_report.json'}; Ollama: {out / 'Modelfile'}")
+    console.print(f"Serve it: r1-distill serve --model {out / default['path']}")
+
+
+_PENDING = {"generate": 3, "filter": 3, "train": 4, "grpo": 4, "eval": 4, "serve": 6, "chat": 7, "demo": 8}
 
 
 def _register_pending(stage: str, issue: int) -> None:

@@ -1,0 +1,133 @@
+"""Check a GGUF file against the HF model it came from, on a fixed prompt set.
+
+* tokenization: llama.cpp's tokenizer gives the same ids as the HF tokenizer, special tokens included;
+* logits: both models run the same ids; float files must match at the last token within a tolerance
+  (relative to the logits' scale); every file records top-1 agreement over all positions and the
+  mean KL divergence KL(HF || GGUF);
+* greedy continuation: the share of N greedy tokens that match the HF model's, up to the first
+  difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+PLAIN_PROMPTS = [
+    "The quick brown fox jumps over the lazy dog. 1234567890",
+    "Prüfung: naïve café, 数学题, 🙂 and \\frac{1}{2} + \\sqrt{x^2 + 1} = \\boxed{42}",
+]
+CHAT_PROMPTS = [
+    "What is 17 * 23? Please reason step by step, and put your final answer within \\boxed{}.",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many in all?",
+]
+
+
+@dataclass
+class Reference:
+    """What the HF model says on the prompt set (computed once, compared with every file)."""
+
+    texts: list[str]
+    token_ids: list[list[int]]
+    logits: list[np.ndarray]  # [positions, vocab] per prompt, float32
+    greedy: list[list[int]]
+
+
+@dataclass
+class FileCheck:
+    tokenization_identical: bool
+    token_mismatches: int
+    max_abs_logit_diff: float
+    logit_scale: float
+    top1_agreement: float
+    mean_kl: float
+    greedy_match: float
+
+
+def prompt_texts(tokenizer) -> list[str]:
+    texts = list(PLAIN_PROMPTS)
+    if tokenizer.chat_template:
+        for question in CHAT_PROMPTS:
+            texts.append(tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                       add_generation_prompt=True))
+    return texts
+
+
+def hf_reference(model_dir: Path, greedy_tokens: int) -> Reference:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    texts = prompt_texts(tokenizer)
+    ids, logits, greedy = [], [], []
+    with torch.no_grad():
+        for text in texts:
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            ids.append(tokens)
+            x = torch.tensor([tokens])
+            logits.append(model(x).logits[0].float().numpy())
+            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=greedy_tokens, do_sample=False,
+                                 min_new_tokens=greedy_tokens, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+            greedy.append(out[0, len(tokens):].tolist())
+    return Reference(texts=texts, token_ids=ids, logits=logits, greedy=greedy)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def check_file(gguf: Path, ref: Reference, *, greedy_tokens: int, threads: int | None = None) -> FileCheck:
+    from llama_cpp import Llama
+
+    longest = max(len(t) for t in ref.token_ids) + greedy_tokens + 8
+    llm = Llama(model_path=str(gguf), n_ctx=max(256, longest), logits_all=True, verbose=False, seed=0,
+                n_threads=threads, n_threads_batch=threads)
+    try:
+        mismatches, max_diff, scale, agree, kls, positions, matched = 0, 0.0, 0.0, 0, [], 0, []
+        for text, tokens, hf_logits, hf_greedy in zip(ref.texts, ref.token_ids, ref.logits, ref.greedy):
+            ours = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            mismatches += int(list(ours) != tokens)
+            llm.reset()
+            llm.eval(tokens)
+            gg_logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)
+            vocab = min(hf_logits.shape[-1], gg_logits.shape[-1])
+            a, b = hf_logits[:, :vocab], gg_logits[:, :vocab]
+            max_diff = max(max_diff, float(np.abs(a[-1] - b[-1]).max()))
+            scale = max(scale, float(np.abs(a[-1]).max()))
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+            positions += len(tokens)
+            p_log, q_log = _log_softmax(a), _log_softmax(b)
+            kls.extend((np.exp(p_log) * (p_log - q_log)).sum(-1).tolist())
+            produced = []
+            for _ in range(greedy_tokens):
+                nxt = int(np.argmax(llm.scores[llm.n_tokens - 1][:vocab]))
+                produced.append(nxt)
+                llm.eval([nxt])
+            same = 0
+            for x, y in zip(produced, hf_greedy):
+                if x != y:
+                    break
+                same += 1
+            matched.append(same / max(1, len(hf_greedy)))
+        return FileCheck(
+            tokenization_identical=mismatches == 0, token_mismatches=mismatches, max_abs_logit_diff=max_diff,
+            logit_scale=scale, top1_agreement=agree / max(1, positions), mean_kl=float(np.mean(kls)),
+            greedy_match=float(np.mean(matched)),
+        )
+    finally:
+        llm.close()
+
+
+def passes_parity(check: FileCheck, tolerance: float) -> bool:
+    """Float files: same tokens, and last-token logits within `tolerance` x max(1, logit scale)."""
+    return check.tokenization_identical and check.max_abs_logit_diff <= tolerance * max(1.0, check.logit_scale)
+
+
+def as_dict(check: FileCheck) -> dict:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(check).items()}
