@@ -134,7 +134,27 @@ def export_cmd(
     console.print(f"Serve it: r1-distill serve --model {out / default['path']}")
 
 
-_PENDING = {"generate": 3, "filter": 3, "train": 4, "grpo": 4, "eval": 4, "serve": 6, "chat": 7, "demo": 8}
+@app.command("serve")
+def serve_cmd(
+    model: str = typer.Option(..., "--model", help="A .gguf file (from r1-distill export --gguf)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, "--port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="R1_DISTILL_API_KEY", help="Require 'Authorization: Bearer KEY'."),
+    parallel: int = typer.Option(4, "--parallel", help="Sequences decoded together (slots)."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context tokens per slot."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: llama.cpp's choice)."),
+    max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting for a slot before 503."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model id in the API (default: the file's stem)."),
+):
+    """OpenAI-compatible server with the thinking returned apart (reasoning_content)."""
+    from r1_distill.serve.app import ServerConfig, serve
+
+    console.print(f"Serving {model} on http://{host}:{port}/v1 ({parallel} slots x {ctx} tokens)")
+    serve(ServerConfig(model=model, host=host, port=port, api_key=api_key, parallel=parallel, ctx=ctx, threads=threads,
+                       max_queue=max_queue, model_name=name, models_file=str(state.models_file) if state.models_file else None))
+
+
+_PENDING = {"generate": 3, "filter": 3, "train": 4, "grpo": 4, "eval": 4, "chat": 7, "demo": 8}
 
 
 def _register_pending(stage: str, issue: int) -> None:

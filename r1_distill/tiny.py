@@ -64,6 +64,7 @@ class TinySpec:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 4096
     seed: int = 0
+    dtype: str = "float32"  # saved weights' dtype (bfloat16 for real-size benchmark models)
 
 
 def fixtures_dir() -> Path | None:
@@ -190,6 +191,7 @@ def build_tiny_model(spec: TinySpec = TinySpec(), out_dir: str | Path | None = N
             model = LlamaForCausalLM(LlamaConfig(**dims, tie_word_embeddings=False, rope_theta=500000.0))
         else:
             raise UserError(f"no tiny model for architecture {spec.architecture!r}: use qwen2 or llama")
+        model = model.to(getattr(torch, spec.dtype))
         model.generation_config = GenerationConfig(
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
             do_sample=True, temperature=0.6, top_p=0.95,
