@@ -154,7 +154,77 @@ def serve_cmd(
                        max_queue=max_queue, model_name=name, models_file=str(state.models_file) if state.models_file else None))
 
 
-_PENDING = {"generate": 3, "filter": 3, "train": 4, "grpo": 4, "eval": 4, "chat": 7, "demo": 8}
+def _csv(value: Optional[str]) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@app.command("generate")
+def generate_cmd(
+    teacher: str = typer.Option(..., "--teacher", help="models.yaml teacher, endpoint URL, hub id / HF folder, or .gguf."),
+    prompts: str = typer.Option(..., "--prompts", help="JSONL, Parquet or a datasets hub id."),
+    out: Path = typer.Option(..., "--out", help="Folder for traces-*.jsonl shards (resumable)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Samples per prompt (default: models.yaml)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="openai | vllm | transformers | llamacpp."),
+    model: Optional[str] = typer.Option(None, "--model", help="Served model name (openai backend)."),
+    endpoints: Optional[str] = typer.Option(None, "--endpoints", help="More comma-separated endpoint URLs (scale-out)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable with the API key."),
+    concurrency: int = typer.Option(64, "--concurrency", help="Requests in flight (openai) / sequences (llamacpp)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="New tokens per sample (default: models.yaml)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    problem_field: str = typer.Option("problem", "--problem-field"),
+    answer_field: str = typer.Option("answer", "--answer-field"),
+    id_field: str = typer.Option("id", "--id-field"),
+    split: str = typer.Option("train", "--split", help="Split of a hub dataset."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per generate call (transformers)."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context per sequence (llamacpp)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per vLLM engine."),
+):
+    """Sample k traces per prompt from a teacher (resumable: rerun to finish)."""
+    from r1_distill.teacher.generate import GenerateConfig, generate
+
+    summary = generate(GenerateConfig(
+        teacher=teacher, prompts=prompts, out=str(out), samples=samples, backend=backend, model=model,
+        endpoints=_csv(endpoints), api_key_env=api_key_env, concurrency=concurrency, max_tokens=max_tokens,
+        temperature=temperature, top_p=top_p, seed=seed, problem_field=problem_field, answer_field=answer_field,
+        id_field=id_field, split=split, limit=limit, batch_size=batch_size, ctx=ctx,
+        tensor_parallel_size=tensor_parallel_size, models_file=str(state.models_file) if state.models_file else None,
+        show_progress=sys.stderr.isatty()))
+    console.print(f"{summary['generated']} new traces ({summary['already_done']} already done) of "
+                  f"{summary['total']} in {out}")
+
+
+@app.command("filter")
+def filter_cmd(
+    traces: Path = typer.Option(..., "--traces", help="Folder written by r1-distill generate (or a .jsonl/.parquet)."),
+    out: Path = typer.Option(..., "--out", help="Folder for kept.jsonl, dropped.jsonl, report.json, report.png."),
+    decontaminate: Optional[list[Path]] = typer.Option(None, "--decontaminate", help="Benchmark file(s) to decontaminate against."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="JSONL with id and answer."),
+    keep_per_prompt: Optional[int] = typer.Option(None, "--keep-per-prompt", help="Keep at most M correct traces per prompt."),
+    min_pass_rate: float = typer.Option(0.0, "--min-pass-rate"),
+    max_pass_rate: float = typer.Option(1.0, "--max-pass-rate"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Drop traces longer than this."),
+    language: str = typer.Option("Latin", "--language", help="Expected script of the traces."),
+    allow_code: bool = typer.Option(False, "--allow-code", help="Keep traces with code blocks."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="OpenAI-compatible URL of an LLM judge for unparsable answers."),
+    judge_model: str = typer.Option("judge", "--judge-model"),
+):
+    """Verify traces (answer, format, language, repetition, length, duplicates, contamination) and keep the good."""
+    from r1_distill.teacher.filter import FilterConfig, filter_traces
+
+    report = filter_traces(FilterConfig(
+        traces=str(traces), out=str(out), decontaminate=[str(p) for p in decontaminate or []],
+        reference=str(reference) if reference else None, keep_per_prompt=keep_per_prompt, min_pass_rate=min_pass_rate,
+        max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code, judge=judge,
+        judge_model=judge_model))
+    console.print(f"kept {report['kept']} of {report['input']} traces ({report['prompts_with_a_kept_trace']} of "
+                  f"{report['prompts']} prompts); dropped by first reason: {report['dropped_by_first_reason']}")
+    console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
+
+
+_PENDING = {"train": 4, "grpo": 4, "eval": 4, "chat": 7, "demo": 8}
 
 
 def _register_pending(stage: str, issue: int) -> None:
