@@ -50,7 +50,9 @@ async def direct(url: str, prompts: list[dict], concurrency: int, max_tokens: in
 
     start = time.perf_counter()
     await asyncio.gather(*(one(p) for p in prompts))
-    return time.perf_counter() - start, tokens
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return elapsed, tokens
 
 
 def main() -> None:

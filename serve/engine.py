@@ -3,7 +3,7 @@
 One context holds `parallel` sequences (slots), each with its own KV cache of `ctx` tokens. A single
 engine thread loops: admit queued requests into free slots (first come, first served), put every
 active slot's next tokens into one batch (a new slot's prompt, or one sampled token), decode once,
-then sample each slot with its own llama.cpp sampler chain. A cancelled request (a client that went
+then sample each slot (numpy, exact top-p with a partial sort; see sample_token). A cancelled request (a client that went
 away) frees its slot before the next step.
 
 Reasoning is tracked per slot with the shared :class:`~r1_distill.reasoning.ReasoningStreamParser`.
@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from r1_distill.errors import UserError
 from r1_distill.reasoning import ReasoningStreamParser
 
@@ -31,6 +33,39 @@ CLOSE_THINKING = "\n</think>\n\n"
 
 class QueueFull(Exception):
     pass
+
+
+def sample_token(logits: np.ndarray, temperature: float, top_p: float, top_k: int, rng: np.random.Generator,
+                 candidates: int = 256) -> int:
+    """Temperature, then top-k, then top-p (nucleus), as transformers and vLLM order them.
+
+    Exact, but fast on large vocabularies: the nucleus is looked for among the `candidates` most
+    likely tokens (a partial sort); only when they hold less than `top_p` of the mass (a flat
+    distribution) is the low tail cut by sorting the values. llama.cpp's own top-p sorts all 152k ids
+    with their indices every token: 7x slower on a tiny model here.
+    """
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    x = logits.astype(np.float64) / temperature
+    if 0 < top_k < x.size:
+        kth = np.partition(x, x.size - top_k)[x.size - top_k]
+        x = np.where(x >= kth, x, -np.inf)
+    probs = np.exp(x - x.max())
+    probs /= probs.sum()
+    if top_p < 1.0:
+        k = min(candidates, probs.size)
+        order = np.argpartition(-probs, k - 1)[:k]
+        order = order[np.argsort(-probs[order], kind="stable")]
+        cumulative = np.cumsum(probs[order])
+        if cumulative[-1] >= top_p or k == probs.size:
+            keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+        else:  # a flat distribution: cut the low tail of mass 1 - top_p, sorting values only
+            ascending = np.sort(probs.astype(np.float32))
+            cut = int(np.searchsorted(np.cumsum(ascending, dtype=np.float64), 1.0 - top_p, side="left"))
+            keep = np.flatnonzero(probs >= ascending[min(cut, ascending.size - 1)])
+        kept = probs[keep]
+        return int(keep[min(np.searchsorted(np.cumsum(kept), rng.random() * kept.sum()), keep.size - 1)])
+    return int(min(np.searchsorted(np.cumsum(probs), rng.random()), probs.size - 1))
 
 
 @dataclass
@@ -197,19 +232,8 @@ class BatchEngine:
 
     # -- the loop ---------------------------------------------------------------------------------
     def _make_sampler(self, r: GenerationRequest):
-        L = self.L
-        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        if r.temperature <= 0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
-            return chain
-        if r.top_k > 0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(r.top_k))
-        if r.top_p < 1.0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(r.top_p, 1))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(r.temperature))
         seed = r.seed if r.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little")
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
+        return np.random.default_rng(seed)
 
     def _admit(self) -> None:
         for slot in self.slots:
@@ -228,7 +252,6 @@ class BatchEngine:
 
     def _release(self, slot: _Slot) -> None:
         self.L.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-        self.L.llama_sampler_free(slot.sampler)
         slot.request = slot.emit = None
 
     def _finish(self, slot: _Slot, reason: str) -> None:
@@ -303,8 +326,9 @@ class BatchEngine:
                 self._sample(slot, sample_at[slot.seq_id])
 
     def _sample(self, slot: _Slot, index: int) -> None:
-        L, r = self.L, slot.request
-        token = L.llama_sampler_sample(slot.sampler, self.ctx, index)
+        r = slot.request
+        logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.sampler)
         if slot.first_token_at is None:
             slot.first_token_at = time.perf_counter()
         self.stats["tokens_generated"] += 1
