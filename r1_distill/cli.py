@@ -181,6 +181,7 @@ def generate_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per generate call (transformers)."),
     ctx: int = typer.Option(4096, "--ctx", help="Context per sequence (llamacpp)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per vLLM engine."),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", help="Engine processes (vllm, transformers), prompts sharded."),
 ):
     """Sample k traces per prompt from a teacher (resumable: rerun to finish)."""
     from r1_distill.teacher.generate import GenerateConfig, generate
@@ -190,7 +191,7 @@ def generate_cmd(
         endpoints=_csv(endpoints), api_key_env=api_key_env, concurrency=concurrency, max_tokens=max_tokens,
         temperature=temperature, top_p=top_p, seed=seed, problem_field=problem_field, answer_field=answer_field,
         id_field=id_field, split=split, limit=limit, batch_size=batch_size, ctx=ctx,
-        tensor_parallel_size=tensor_parallel_size, models_file=str(state.models_file) if state.models_file else None,
+        tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size, models_file=str(state.models_file) if state.models_file else None,
         show_progress=sys.stderr.isatty()))
     console.print(f"{summary['generated']} new traces ({summary['already_done']} already done) of "
                   f"{summary['total']} in {out}")

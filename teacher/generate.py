@@ -52,6 +52,8 @@ class GenerateConfig:
     batch_size: int = 8  # transformers
     ctx: int = 4096  # llamacpp context per sequence
     tensor_parallel_size: int = 1  # vllm
+    data_parallel_size: int = 1  # engine processes, each on its own GPU group, prompts sharded over them
+    shard: Optional[tuple[int, int]] = None  # (rank, size): set in the engine processes
     max_model_len: Optional[int] = None  # vllm
     models_file: Optional[str] = None
     show_progress: bool = True
@@ -66,6 +68,7 @@ class ResolvedTeacher:
     api_key: str
     tensor_parallel_size: int
     max_model_len: Optional[int]
+    data_parallel_size: int = 1
 
 
 def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
@@ -77,6 +80,7 @@ def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
         key_env = config.api_key_env or t.api_key_env
         model = config.model or t.model
         tp, max_len = max(config.tensor_parallel_size, t.tensor_parallel_size), config.max_model_len or t.max_model_len
+        dp = max(config.data_parallel_size, t.data_parallel_size)
     else:
         is_url = re.match(r"https?://", spec) is not None
         backend = config.backend or ("openai" if is_url else "llamacpp" if spec.endswith(".gguf") else "transformers")
@@ -84,6 +88,7 @@ def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
         key_env = config.api_key_env
         model = config.model or (spec if not is_url else None)
         tp, max_len = config.tensor_parallel_size, config.max_model_len
+        dp = config.data_parallel_size
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     endpoints += config.endpoints
@@ -102,7 +107,7 @@ def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
     elif backend in ("transformers", "vllm") and not model:
         raise UserError(f"teacher {spec!r} names no model")
     return ResolvedTeacher(name=spec, backend=backend, model=model, endpoints=endpoints, api_key=api_key,
-                           tensor_parallel_size=tp, max_model_len=max_len)
+                           tensor_parallel_size=tp, max_model_len=max_len, data_parallel_size=dp)
 
 
 def _served_model(endpoint: str, api_key: str) -> str:
@@ -128,9 +133,52 @@ def done_keys(out: Path) -> set[tuple[str, int]]:
     return keys
 
 
-def next_shard(out: Path) -> Path:
-    numbers = [int(m.group(1)) for p in out.glob(TRACE_SHARD_GLOB) if (m := re.match(r"traces-(\d+)\.jsonl", p.name))]
-    return out / f"traces-{(max(numbers) + 1 if numbers else 0):05d}.jsonl"
+def next_shard(out: Path, rank: Optional[int] = None) -> Path:
+    numbers = [int(m.group(1)) for p in out.glob(TRACE_SHARD_GLOB) if (m := re.match(r"traces-(\d+)", p.name))]
+    number = max(numbers) + 1 if numbers else 0
+    return out / (f"traces-{number:05d}.jsonl" if rank is None else f"traces-{number:05d}-dp{rank}.jsonl")
+
+
+def _engine_process(config: GenerateConfig, rank: int, devices: Optional[str], results) -> None:
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before the engine imports CUDA
+    from dataclasses import replace
+
+    try:
+        results.put((rank, generate(replace(config, shard=(rank, config.data_parallel_size), data_parallel_size=1,
+                                            show_progress=False)), None))
+    except Exception as exc:  # reported by the parent, which exits 2 for a UserError
+        results.put((rank, None, (type(exc).__name__, str(exc))))
+
+
+def _data_parallel(config: GenerateConfig, tp: int) -> dict:
+    """One engine process per GPU group (tp GPUs each), prompts sharded over them."""
+    import multiprocessing
+
+    import torch
+
+    n = config.data_parallel_size
+    gpus = list(range(torch.cuda.device_count()))
+    if gpus and len(gpus) < n * tp:
+        raise UserError(f"--data-parallel-size {n} x --tensor-parallel-size {tp} needs {n * tp} GPUs; {len(gpus)} are visible")
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = []
+    for rank in range(n):
+        devices = ",".join(str(g) for g in gpus[rank * tp:(rank + 1) * tp]) if gpus else None
+        proc = ctx.Process(target=_engine_process, args=(config, rank, devices, results))
+        proc.start()
+        procs.append(proc)
+    outcomes = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    failures = [f"engine {rank}: {err[1]}" for rank, _, err in outcomes if err]
+    if failures:
+        raise UserError("; ".join(failures))
+    summaries = [s for _, s, _ in outcomes]
+    total = {k: sum(s[k] for s in summaries) for k in ("generated", "completion_tokens")}
+    return {**summaries[0], **total, "data_parallel_size": n, "already_done": sum(s["already_done"] for s in summaries),
+            "total": sum(s["total"] for s in summaries)}
 
 
 def generate(config: GenerateConfig) -> dict:
@@ -151,6 +199,20 @@ def generate(config: GenerateConfig) -> dict:
         backends.preflight_openai(teacher.endpoints, teacher.api_key, teacher.model)
 
     out = Path(config.out)
+    if teacher.data_parallel_size > 1 and config.shard is None:
+        from dataclasses import replace
+
+        config = replace(config, data_parallel_size=teacher.data_parallel_size)
+        if teacher.backend not in ("vllm", "transformers"):
+            raise UserError("--data-parallel-size is for local engines (vllm, transformers); an endpoint scales with --endpoints")
+        out.mkdir(parents=True, exist_ok=True)
+        summary = _data_parallel(config, teacher.tensor_parallel_size)
+        write_manifest(out, "generate", config=config, inputs={"prompts": config.prompts, "teacher": teacher.name},
+                       outputs={"shards": sorted(p.name for p in out.glob(TRACE_SHARD_GLOB))}, metrics=summary)
+        return summary
+    if config.shard is not None:
+        rank, size = config.shard
+        prompts = prompts[rank::size]
     finished = done_keys(out)
     jobs = [(p, k) for p in prompts for k in range(samples) if (p.id, k) not in finished]
     total = len(prompts) * samples
@@ -159,7 +221,7 @@ def generate(config: GenerateConfig) -> dict:
     if not jobs:
         return summary
     out.mkdir(parents=True, exist_ok=True)
-    shard = next_shard(out)
+    shard = next_shard(out, config.shard[0] if config.shard else None)
     lock = threading.Lock()
     started = time.perf_counter()
 

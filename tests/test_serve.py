@@ -288,3 +288,34 @@ def test_sample_token_is_exact_nucleus_sampling():
     tail = np.cumsum(weights) / weights.sum()
     smallest_kept = int(np.searchsorted(tail, 0.5))
     assert picks.min() >= smallest_kept - 2 and picks.max() > 151000
+
+
+def test_budget_forcing_turns_an_early_close_into_wait(tiny_gguf, monkeypatch):
+    """s1's budget forcing on the real engine: the sampler is made to pick `</think>` early (step 3,
+    then step 8); with one "Wait" allowed, the first close becomes "Wait" and the second one stands."""
+    import queue as q
+
+    import r1_distill.serve.engine as E
+
+    engine = E.BatchEngine(str(tiny_gguf), parallel=1, ctx=256)
+    real, step = E.sample_token, {"n": 0}
+
+    def sampler(logits, *args, **kwargs):
+        step["n"] += 1
+        return engine.think_close_token if step["n"] in (3, 8) else real(logits, *args, **kwargs)
+
+    monkeypatch.setattr(E, "sample_token", sampler)
+    events: q.Queue = q.Queue()
+    prompt = engine.tokenize("<｜User｜>hi<｜Assistant｜><think>\n")
+    try:
+        engine.submit(E.GenerationRequest(prompt_tokens=prompt, max_tokens=14, wait_forcing=1, temperature=1.0,
+                                           top_p=1.0, seed=0), events.put)
+        got = []
+        while not got or got[-1].kind != "done":
+            got.append(events.get(timeout=30))
+    finally:
+        engine.close()
+    reasoning = "".join(e.text for e in got if e.kind == "reasoning")
+    answer = "".join(e.text for e in got if e.kind == "answer")
+    assert reasoning.count("Wait") == 1 and answer, (reasoning, answer)
+    assert "</think>" not in reasoning

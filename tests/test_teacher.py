@@ -220,3 +220,20 @@ def test_generate_vllm_backend_for_real(tiny_qwen2, prompt_file, tmp_path):
     result = subprocess.run([*cmd[:-4], "--limit", "6", "--seed", "3"], capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(read_traces(out)) == 24
+
+
+@pytest.mark.slow
+def test_data_parallel_engines_shard_prompts_and_resume(tiny_qwen2, prompt_file, tmp_path):
+    from r1_distill.teacher.generate import GenerateConfig, generate
+
+    out = tmp_path / "traces"
+    config = GenerateConfig(teacher=str(tiny_qwen2), prompts=str(prompt_file), out=str(out), backend="transformers",
+                            samples=2, max_tokens=8, limit=6, data_parallel_size=2, show_progress=False)
+    summary = generate(config)
+    assert summary["generated"] == 12 and summary["data_parallel_size"] == 2
+    assert sorted(p.name for p in out.glob("traces-*.jsonl")) == ["traces-00000-dp0.jsonl", "traces-00000-dp1.jsonl"]
+    assert len({r.key for r in read_traces(out)}) == 12
+    from dataclasses import replace
+
+    again = generate(replace(config, limit=8))  # two more prompts: only their 4 samples are new
+    assert again["generated"] == 4 and len(read_traces(out)) == 16
