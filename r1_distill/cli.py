@@ -225,7 +225,34 @@ def filter_cmd(
     console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
 
 
-_PENDING = {"train": 4, "grpo": 4, "eval": 4, "chat": 7, "demo": 8}
+@app.command("chat")
+def chat_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="A .gguf to serve in-process."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="An OpenAI-compatible base URL (http://host:port/v1)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address of the app."),
+    port: int = typer.Option(7860, "--port"),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable with the endpoint's key."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
+    share: bool = typer.Option(False, "--share", help="Create a public Gradio share link (off by default)."),
+    max_tokens: int = typer.Option(2048, "--max-tokens", help="Default max tokens per reply."),
+    thinking_budget: int = typer.Option(0, "--thinking-budget", help="Default thinking budget in tokens (0: none)."),
+):
+    """Chat app (Gradio) with the thinking shown apart from the answer."""
+    import os
+
+    from r1_distill.ui.app import ChatConfig, ChatSettings, launch
+
+    if not model and not endpoint:
+        raise UserError("pass --model FILE.gguf or --endpoint URL (an OpenAI-compatible server)")
+    key = os.environ.get(api_key_env, "") if api_key_env else "none"
+    if api_key_env and not key:
+        raise UserError(f"${api_key_env} is not set")
+    console.print(f"Chat app on http://{host}:{port}")
+    launch(ChatConfig(endpoint=endpoint, model=model, host=host, port=port, share=share, open_browser=not no_browser,
+                      api_key=key, settings=ChatSettings(max_tokens=max_tokens, thinking_budget=thinking_budget)))
+
+
+_PENDING = {"train": 4, "grpo": 4, "eval": 4, "demo": 8}
 
 
 def _register_pending(stage: str, issue: int) -> None:

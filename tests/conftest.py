@@ -72,14 +72,14 @@ def free_port() -> int:
 class RunningServer:
     """`r1-distill serve` as a real subprocess on 127.0.0.1."""
 
-    def __init__(self, model: Path, *extra: str):
+    def __init__(self, model: Path, *extra: str, port: int | None = None):
         import subprocess
         import sys
         import time
 
         import httpx
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(model).parent / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "serve", "--model", str(model),
