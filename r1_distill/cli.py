@@ -252,7 +252,32 @@ def chat_cmd(
                       api_key=key, settings=ChatSettings(max_tokens=max_tokens, thinking_budget=thinking_budget)))
 
 
-_PENDING = {"train": 4, "grpo": 4, "eval": 4, "demo": 8}
+@app.command("train")
+def train_cmd(
+    student: str = typer.Option(..., "--student", help="models.yaml student, hub id or HF folder."),
+    traces: Path = typer.Option(..., "--traces", help="kept.jsonl from r1-distill filter (or a traces folder)."),
+    out: Path = typer.Option(..., "--out", help="Output model folder."),
+    method: Optional[str] = typer.Option(None, "--method", help="full | lora | qlora (default: the recipe)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Longer traces are dropped, not cut."),
+    epochs: Optional[float] = typer.Option(None, "--epochs"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    effective_batch: Optional[int] = typer.Option(None, "--effective-batch", help="Sequences per optimizer step."),
+    per_device_batch: Optional[int] = typer.Option(None, "--per-device-batch"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
+    save_steps: int = typer.Option(20, "--save-steps"),
+):
+    """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only)."""
+    from r1_distill.distill.train import TrainConfig, train
+
+    metrics = train(TrainConfig(student=student, traces=str(traces), out=str(out), method=method, max_length=max_length,
+                                epochs=epochs, learning_rate=lr, effective_batch=effective_batch,
+                                per_device_batch=per_device_batch, resume=resume, save_steps=save_steps,
+                                models_file=str(state.models_file) if state.models_file else None))
+    console.print(f"trained on {metrics['trained_on']} traces ({metrics['dropped_too_long']} dropped as too long), "
+                  f"loss {metrics['first_loss']} -> {metrics['final_loss']}; model in {out}")
+
+
+_PENDING = {"grpo": 4, "eval": 4, "demo": 8}
 
 
 def _register_pending(stage: str, issue: int) -> None:

@@ -1,0 +1,215 @@
+"""`r1-distill train`: supervised fine-tuning of a student on kept traces, with TRL's SFTTrainer.
+
+* The training chat template keeps the reasoning (the released R1 template drops everything before
+  `</think>` from assistant turns) and marks with {% generation %} what carries loss: the reasoning,
+  `</think>`, the answer and the end-of-sentence token. The prompt, "<think>\\n" included, carries none.
+* Traces longer than max_length are dropped and counted, never cut (TRL would keep the start and cut
+  the answer off); none left is an error.
+* full, LoRA or QLoRA (bitsandbytes 4-bit, GPU) through PEFT; resumes from the last checkpoint.
+* Writes an HF model folder with the inference template (forces "<think>\\n"), a manifest, a model
+  card and the loss curve as PNG.
+Multi-GPU and multi-node: `accelerate launch --config_file configs/zero3.yaml -m r1_distill train ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from r1_distill.errors import UserError, require
+from r1_distill.files import write_text_atomic
+from r1_distill.manifest import file_digest, write_manifest
+from r1_distill.registry import Recipe, load_registry, read_template
+from r1_distill.traces import read_traces
+
+
+@dataclass
+class TrainConfig:
+    student: str  # models.yaml student, hub id or HF folder
+    traces: str  # kept.jsonl (or a folder of traces)
+    out: str
+    method: Optional[str] = None
+    learning_rate: Optional[float] = None
+    epochs: Optional[float] = None
+    max_length: Optional[int] = None
+    effective_batch: Optional[int] = None
+    per_device_batch: Optional[int] = None
+    resume: bool = False
+    save_steps: int = 20
+    seed: int = 0
+    models_file: Optional[str] = None
+
+
+GENERIC_RECIPE = Recipe(method="full", learning_rate=2e-5, epochs=3, max_length=32768, effective_batch=128,
+                        per_device_batch=1, gpus={"count": 1, "memory_gb_each": 80})
+
+
+def resolve_student(config: TrainConfig):
+    registry = load_registry(config.models_file)
+    if config.student in registry.students:
+        student = registry.students[config.student]
+        base = student.base
+        if base.startswith("tiny:"):
+            from r1_distill.tiny import TinySpec, build_tiny_model
+
+            base = str(build_tiny_model(TinySpec(architecture=base.split(":", 1)[1])))
+        return student, base, student.recipe
+    path = Path(config.student)
+    if path.exists() and not (path / "config.json").is_file():
+        raise UserError(f"{config.student} is not an HF model folder (no config.json)")
+    return None, config.student, GENERIC_RECIPE
+
+
+def to_messages(record) -> list[dict]:
+    user = record.prompt or record.problem
+    return [{"role": "user", "content": user, "reasoning_content": None},
+            {"role": "assistant", "content": record.answer, "reasoning_content": record.reasoning}]
+
+
+def build_dataset(records, tokenizer, max_length: int):
+    """Conversational rows that fit max_length, and how many did not. Each row's trained span is checked."""
+    from datasets import Dataset
+
+    rows, too_long, lengths = [], 0, []
+    for record in records:
+        messages = to_messages(record)
+        encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True)
+        n = len(encoded["input_ids"])
+        if n > max_length:
+            too_long += 1
+            continue
+        if not any(encoded["assistant_masks"]):
+            raise UserError("the training chat template marks no assistant tokens for loss: it needs "
+                            "{% generation %} markers (r1_distill/templates/r1-distill-train.jinja)")
+        rows.append({"messages": messages})
+        lengths.append(n)
+    return (Dataset.from_list(rows) if rows else None), too_long, lengths
+
+
+def _plot_loss(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    if not points:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="#4477aa")
+    ax.set(title="Training loss", xlabel="step", ylabel="loss (assistant tokens)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig) -> dict:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from trl import SFTConfig, SFTTrainer
+
+    student, base, recipe = resolve_student(config)
+    method = config.method or recipe.method
+    if method not in ("full", "lora", "qlora"):
+        raise UserError(f"unknown method {method!r}: full, lora or qlora")
+    max_length = config.max_length or recipe.max_length
+    records = [r for r in read_traces(config.traces) if r.kept is not False]
+    if not records:
+        raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as exc:
+        raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
+    tokenizer.chat_template = read_template("r1-distill-train")
+    if student is not None and student.eos_token in tokenizer.get_vocab():
+        tokenizer.eos_token = student.eos_token
+    dataset, too_long, lengths = build_dataset(records, tokenizer, max_length)
+    if dataset is None:
+        raise UserError(f"all {too_long} traces are longer than --max-length {max_length} tokens and were dropped: "
+                        "raise --max-length (and the long-context settings) or filter with --max-tokens")
+
+    cuda = torch.cuda.is_available()
+    model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    model_config = AutoConfig.from_pretrained(base)
+    if student is not None and student.long_context and max_length > student.native_context:
+        model_config.max_position_embeddings = student.long_context.max_position_embeddings
+        rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
+        rope["rope_theta"] = student.long_context.rope_theta
+        model_config.rope_parameters = rope
+    peft_config = None
+    if method in ("lora", "qlora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    if method == "qlora":
+        require("bitsandbytes", "gpu", "QLoRA")
+        if not cuda:
+            raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on a CPU")
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+    model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
+
+    per_device = config.per_device_batch or recipe.per_device_batch
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    effective = config.effective_batch or recipe.effective_batch
+    accumulation = max(1, effective // (per_device * world))
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    sft = SFTConfig(
+        output_dir=str(checkpoints), num_train_epochs=config.epochs or recipe.epochs,
+        learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=1,
+        save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda, report_to="none",
+        gradient_checkpointing=cuda, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
+        eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token, dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    resume = config.resume and any(checkpoints.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+
+    final = trainer.model
+    if peft_config is not None:
+        final.save_pretrained(out / "adapter")
+        final = final.merge_and_unload()
+    final.save_pretrained(out)
+    tokenizer.chat_template = read_template(student.chat_template if student else "r1-distill")
+    tokenizer.save_pretrained(out)
+    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
+               "mean_tokens": sum(lengths) / len(lengths), "first_loss": losses[0] if losses else None,
+               "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume}
+    _plot_loss(trainer.state.log_history, out / "loss.png")
+    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    write_manifest(out, "train", config=config, inputs={"base": base, "traces": config.traces,
+                                                        "traces_digest": file_digest(config.traces)},
+                   outputs={"model": ".", "adapter": "adapter" if peft_config else None}, metrics=metrics)
+    write_text_atomic(out / "README.md", _model_card(config, base, method, metrics))
+    return metrics
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _model_card(config: TrainConfig, base: str, method: str, metrics: dict) -> str:
+    loss = f"{metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f}" if metrics["first_loss"] is not None else "n/a"
+    return (f"---\nbase_model: {base}\ntags: [r1-distill, reasoning, distillation]\n---\n\n"
+            f"# {Path(config.out).name}\n\nDistilled from `{config.traces}` with r1-distill ({method}).\n\n"
+            f"| figure | value |\n|---|---|\n| traces trained on | {metrics['trained_on']} |\n"
+            f"| dropped (over max length) | {metrics['dropped_too_long']} |\n| steps | {metrics['steps']} |\n"
+            f"| loss (first -> last) | {loss} |\n\nThe chat template forces `<think>\\n`: the model thinks first. "
+            "Evaluation results are added by `r1-distill eval`.\n")

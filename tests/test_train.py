@@ -1,0 +1,64 @@
+"""distill/train.py: the loss mask of the training template, and a short real TRL run on the tiny student."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from r1_distill.distill.train import TrainConfig, build_dataset, to_messages, train
+from r1_distill.registry import read_template
+from r1_distill.traces import TraceRecord, write_traces
+
+pytestmark = pytest.mark.slow
+
+
+def _records(n, data_dir, long=False):
+    rows = [json.loads(line) for line in (data_dir / "gsm8k_train.jsonl").read_text().splitlines()[:n]]
+    return [TraceRecord.from_completion(
+        problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=0, teacher="ref",
+        backend="ref", kept=True, finish_reason="stop",
+        completion=f"{r['solution'].split('####')[0].strip() * (20 if long else 1)}\n</think>\n\nThe answer is \\boxed{{{r['answer']}}}.")
+        for r in rows]
+
+
+def test_only_the_reasoning_close_answer_and_eos_carry_loss(tiny_qwen2, data_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    tok.chat_template = read_template("r1-distill-train")
+    record = _records(1, data_dir)[0]
+    enc = tok.apply_chat_template(to_messages(record), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    trained = tok.decode([t for t, m in zip(ids, mask) if m])
+    untrained = tok.decode([t for t, m in zip(ids, mask) if not m])
+    assert record.problem in untrained and untrained.endswith("<｜Assistant｜><think>\n")  # the prompt: no loss
+    assert record.problem not in trained
+    assert trained.startswith(record.reasoning[:20]) and "</think>" in trained and "\\boxed{" in trained
+    assert ids[-1] == tok.convert_tokens_to_ids("<｜end▁of▁sentence｜>") and mask[-1] == 1  # EOS is trained
+    assert mask.index(1) > 0 and all(mask[mask.index(1):])  # one contiguous trained span at the end
+    dataset, too_long, _ = build_dataset(_records(4, data_dir) + _records(2, data_dir, long=True), tok, max_length=400)
+    assert len(dataset) == 4 and too_long == 2
+
+
+def test_short_training_run_saves_a_student_that_thinks_first(tiny_qwen2, data_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    write_traces(tmp_path / "kept.jsonl", _records(8, data_dir))
+    metrics = train(TrainConfig(student="tiny-qwen2", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "student"),
+                                epochs=1, max_length=320, per_device_batch=4, effective_batch=4, learning_rate=1e-3))
+    assert metrics["steps"] == 2 and metrics["trained_on"] == 8 and metrics["final_loss"] < metrics["first_loss"]
+    tok = AutoTokenizer.from_pretrained(tmp_path / "student")
+    AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    prompt = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<｜Assistant｜><think>\n")
+    for name in ("manifest.json", "README.md", "loss.png"):
+        assert (tmp_path / "student" / name).is_file()
+
+
+def test_traces_all_too_long_exit_2_with_the_count(tiny_qwen2, data_dir, tmp_path):
+    write_traces(tmp_path / "kept.jsonl", _records(3, data_dir, long=True))
+    out = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--student", "tiny-qwen2", "--traces",
+                          str(tmp_path / "kept.jsonl"), "--out", str(tmp_path / "s"), "--max-length", "200"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "all 3 traces are longer than --max-length 200" in out.stderr
