@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import machine  # noqa: E402
 
-from r1_distill.tiny import TinySpec, build_tiny_model, cache_root  # noqa: E402
+from r1_distill.files import cache_root  # noqa: E402
+from r1_distill.tiny import TinySpec, build_tiny_model  # noqa: E402
 
 QWEN25_15B = TinySpec(architecture="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                       num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, dtype="bfloat16")
@@ -67,7 +68,8 @@ def in_process(gguf: Path, tokens: int, threads: int) -> dict:
     return {"ttft_s": round(first - start, 4), "decode_tok_s": round((count - 1) / (end - first), 2), "tokens": count}
 
 
-async def stream_once(client, tokens: int, seed: int) -> tuple[float, float, int]:
+async def stream_once(client, tokens: int, seed: int) -> tuple[float, float, int, float]:
+    """(time to first token, end time, tokens, start time) of one streamed completion."""
     start = time.perf_counter()
     first, count = None, 0
     stream = await client.completions.create(model="m", prompt=PROMPT, max_tokens=tokens, temperature=0, seed=seed,

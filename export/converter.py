@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from r1_distill.errors import UserError
-from r1_distill.tiny import cache_root
+from r1_distill.files import cache_root
 
 _WANTED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 

@@ -28,6 +28,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def cache_root() -> Path:
+    """Where built artefacts are kept between runs: `$R1_DISTILL_CACHE`, else ~/.cache/r1-distill."""
+    return Path(os.environ.get("R1_DISTILL_CACHE", Path.home() / ".cache" / "r1-distill"))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -56,20 +61,14 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Complete JSON lines of a file; an unterminated or corrupt last line (a crash) is skipped."""
     with open(path, "rb") as fh:
         data = fh.read()
-    lines = data.split(b"\n")
-    for number, raw in enumerate(lines, start=1):
+    # what follows the last newline is empty, or a line a crash left unterminated: never a record
+    for number, raw in enumerate(data.split(b"\n")[:-1], start=1):
         if not raw.strip():
             continue
-        last = number == len(lines)  # no newline after it: a partial write
         try:
-            record = json.loads(raw)
+            yield json.loads(raw)
         except json.JSONDecodeError:
-            if last:
-                continue
             raise ValueError(f"{path}:{number}: not a JSON line") from None
-        if last:
-            continue
-        yield record
 
 
 def repair_jsonl_tail(path: str | os.PathLike) -> None:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .files import cache_root
 from .registry import read_template
 
 FIXTURES_ENV = "R1_DISTILL_FIXTURES"
@@ -88,10 +89,6 @@ def require_fixtures() -> Path:
             f"{FIXTURES_ENV} to a folder with {', '.join(VOCAB_FILES.values())}"
         )
     return found
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("R1_DISTILL_CACHE", Path.home() / ".cache" / "r1-distill"))
 
 
 def _builder_hash() -> str:

@@ -113,7 +113,7 @@ class _Slot:
         self.budget_spent = False
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
-        self.sampler = engine._make_sampler(request)
+        self.rng = engine._make_rng(request)
 
     @property
     def busy(self) -> bool:
@@ -231,7 +231,7 @@ class BatchEngine:
         L.llama_model_free(self.model)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _make_sampler(self, r: GenerationRequest):
+    def _make_rng(self, r: GenerationRequest) -> np.random.Generator:
         seed = r.seed if r.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little")
         return np.random.default_rng(seed)
 
@@ -328,7 +328,7 @@ class BatchEngine:
     def _sample(self, slot: _Slot, index: int) -> None:
         r = slot.request
         logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
-        token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.sampler)
+        token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.rng)
         if slot.first_token_at is None:
             slot.first_token_at = time.perf_counter()
         self.stats["tokens_generated"] += 1
