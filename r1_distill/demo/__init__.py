@@ -1,0 +1,1 @@
+"""`r1-distill demo`: the whole R1 recipe at toy scale, offline, on a CPU."""
