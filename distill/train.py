@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from r1_distill.errors import UserError, require
-from r1_distill.files import write_text_atomic
+from r1_distill.files import carry_tokenizer_files, write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
 from r1_distill.registry import Recipe, load_registry, read_template
 from r1_distill.traces import read_traces
@@ -183,6 +183,7 @@ def train(config: TrainConfig) -> dict:
     final.save_pretrained(out)
     tokenizer.chat_template = read_template(student.chat_template if student else "r1-distill")
     tokenizer.save_pretrained(out)
+    carry_tokenizer_files(base, out)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

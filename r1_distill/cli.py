@@ -53,11 +53,6 @@ def _global(
     load_registry(models)  # a bad registry fails every command up front, with its key named
 
 
-def _not_built(stage: str, issue: int) -> None:
-    print_error(f"`r1-distill {stage}` is not built yet (tracked in issue {issue}).")
-    raise typer.Exit(2)
-
-
 @app.command("models")
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
     """List the teachers, the student bases with their recipes, and the export presets."""
@@ -277,18 +272,112 @@ def train_cmd(
                   f"loss {metrics['first_loss']} -> {metrics['final_loss']}; model in {out}")
 
 
-_PENDING = {"grpo": 4, "eval": 4, "demo": 8}
+@app.command("grpo")
+def grpo_cmd(
+    model: str = typer.Option(..., "--model", help="HF folder or hub id (a distilled student, or a base model with --template r1-zero)."),
+    prompts: str = typer.Option(..., "--prompts", help="JSONL, Parquet or hub dataset id with problems and reference answers."),
+    out: Path = typer.Option(..., "--out", help="Output model folder."),
+    num_generations: int = typer.Option(8, "--num-generations", help="Completions per prompt (the group G)."),
+    prompts_per_step: int = typer.Option(4, "--prompts-per-step"),
+    steps: int = typer.Option(100, "--steps"),
+    lr: float = typer.Option(1e-6, "--lr"),
+    beta: float = typer.Option(0.001, "--beta", help="KL coefficient (R1: 0.001; 0 drops the reference model)."),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    max_completion_length: int = typer.Option(1024, "--max-completion-length"),
+    rewards: str = typer.Option("correctness,format", "--rewards",
+                                help="Comma-separated: correctness, format, language, repetition, length."),
+    reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="Comma-separated, one per reward."),
+    template: str = typer.Option("chat", "--template", help="chat (the model's template) | r1-zero (plain text)."),
+    prompt_suffix: Optional[str] = typer.Option(None, "--prompt-suffix", help="Default: models.yaml's."),
+    method: str = typer.Option("full", "--method", help="full | lora"),
+    vllm_server: Optional[str] = typer.Option(None, "--vllm-server", help="URL of `trl vllm-serve` (default: colocate on GPU)."),
+    answer_field: str = typer.Option("answer", "--answer-field"),
+    problem_field: str = typer.Option("problem", "--problem-field"),
+    limit: Optional[int] = typer.Option(None, "--limit"),
+    resume: bool = typer.Option(False, "--resume"),
+    save_steps: int = typer.Option(50, "--save-steps"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Reinforce a model with GRPO (TRL) and the rule-based rewards of teacher/."""
+    from r1_distill.distill.grpo import GRPORunConfig, grpo
+
+    weights = [float(w) for w in reward_weights.split(",")] if reward_weights else None
+    names = [r.strip() for r in rewards.split(",") if r.strip()]
+    if weights is not None and len(weights) != len(names):
+        raise UserError(f"--reward-weights has {len(weights)} values for {len(names)} rewards")
+    metrics = grpo(GRPORunConfig(
+        model=model, prompts=prompts, out=str(out), num_generations=num_generations, prompts_per_step=prompts_per_step,
+        steps=steps, learning_rate=lr, beta=beta, temperature=temperature, max_completion_length=max_completion_length,
+        rewards=names, reward_weights=weights, template=template, prompt_suffix=prompt_suffix, method=method,
+        vllm_server=vllm_server, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
+        save_steps=save_steps, seed=seed, models_file=str(state.models_file) if state.models_file else None))
+    for name, r in metrics["rewards"].items():
+        console.print(f"{name}: {r['first_quarter']:.3f} (first quarter of steps) -> {r['last_quarter']:.3f} (last quarter)")
+    console.print(f"{metrics['steps']} steps; model in {out}; reward curves in {out / 'rewards.png'}")
 
 
-def _register_pending(stage: str, issue: int) -> None:
-    @app.command(stage, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-                 help=f"(not built yet: issue {issue})")
-    def _cmd(ctx: typer.Context):
-        _not_built(stage, issue)
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", help="HF folder, hub id, .gguf file, OpenAI-compatible URL or models.yaml teacher."),
+    bench: str = typer.Option(..., "--bench", help="JSONL, Parquet or hub dataset id with problems and answers."),
+    out: Path = typer.Option(..., "--out", help="Output folder: results.jsonl, summary.json, samples/."),
+    samples: int = typer.Option(4, "--samples", "-k", help="K samples per problem."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: models.yaml (R1: 0.6)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Default: models.yaml (R1: 0.95)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="openai | vllm | transformers | llamacpp (default: by --model)."),
+    served_model: Optional[str] = typer.Option(None, "--served-model", help="Model name at the URL."),
+    problem_field: str = typer.Option("problem", "--problem-field"),
+    answer_field: str = typer.Option("answer", "--answer-field"),
+    split: str = typer.Option("test", "--split", help="Split of a hub dataset."),
+    limit: Optional[int] = typer.Option(None, "--limit"),
+    seed: Optional[int] = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    concurrency: int = typer.Option(64, "--concurrency"),
+):
+    """pass@1 over K samples and cons@K (majority vote), graded by filter's correctness check."""
+    from r1_distill.distill.evaluate import EvalConfig, evaluate, format_table
+
+    summary = evaluate(EvalConfig(
+        model=model, bench=bench, out=str(out), samples=samples, max_tokens=max_tokens, temperature=temperature,
+        top_p=top_p, backend=backend, served_model=served_model, problem_field=problem_field, answer_field=answer_field,
+        split=split, limit=limit, seed=seed, batch_size=batch_size, concurrency=concurrency,
+        models_file=str(state.models_file) if state.models_file else None))
+    console.print(format_table(summary))
+    console.print(f"per problem: {out / 'results.jsonl'}; summary: {out / 'summary.json'}")
 
 
-for _stage, _issue in _PENDING.items():
-    _register_pending(_stage, _issue)
+@app.command("demo")
+def demo_cmd(
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/demo, runs/demo-fast with --fast)."),
+    fast: bool = typer.Option(False, "--fast", help="The same stages, smaller (a few minutes; what the test suite runs)."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """The whole R1 recipe on a toy task, offline on a CPU: cold-start SFT and GRPO of a teacher, sampling through
+    the local server, filtering, distillation into a smaller student (and an unfiltered control), evaluation, GGUF."""
+    from r1_distill.demo.pipeline import DemoConfig, run_demo
+
+    config = DemoConfig.fast(seed=seed) if fast else DemoConfig(seed=seed)
+    if out is not None:
+        from dataclasses import replace
+
+        config = replace(config, out=str(out))
+    report = run_demo(config)
+    table = Table(title=f"held-out accuracy, {report['heldout_problems']} problems, K={report['samples_per_problem']}")
+    for column in ("model", "pass@1", f"cons@{report['samples_per_problem']}"):
+        table.add_column(column)
+    for a in report["accuracy"].values():
+        table.add_row(a["label"], f"{a['pass@1']:.1%}", f"{a['cons@K']:.1%}")
+    console.print(table)
+    funnel = report["filter_funnel"]
+    console.print(f"filter: kept {funnel['kept']} of {funnel['generated']} teacher traces; "
+                  f"dropped first by {funnel['dropped_by_first_reason']}")
+    for name, ok in report["checks"].items():
+        console.print(f"  {'[green]PASS[/green]' if ok else '[red]FAIL[/red]'} {name}")
+    console.print(f"{report['total_seconds']:.0f} s of stage time; report: {Path(config.out) / 'report.json'}, "
+                  f"{Path(config.out) / 'report.png'}")
+    console.print("Chat with the distilled student:")
+    console.print(f"  {report['chat_command']}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

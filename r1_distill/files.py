@@ -84,3 +84,22 @@ def repair_jsonl_tail(path: str | os.PathLike) -> None:
         fh.truncate(cut)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def carry_tokenizer_files(source: str | Path, out: str | Path) -> None:
+    """Copy what `save_pretrained` does not write but later stages read: llama.cpp's converter takes a
+    SentencePiece vocabulary from tokenizer.model."""
+    import shutil
+
+    source, out = Path(source), Path(out)
+    if not (source.is_dir() and (source / "tokenizer.model").is_file()):
+        return
+    shutil.copy(source / "tokenizer.model", out / "tokenizer.model")
+    # transformers 5 no longer writes added_tokens_decoder, which tells the converter which pieces are added tokens
+    src_config, out_config = source / "tokenizer_config.json", out / "tokenizer_config.json"
+    if src_config.is_file() and out_config.is_file():
+        added = json.loads(src_config.read_text(encoding="utf-8")).get("added_tokens_decoder")
+        config = json.loads(out_config.read_text(encoding="utf-8"))
+        if added and "added_tokens_decoder" not in config:
+            config["added_tokens_decoder"] = added
+            write_text_atomic(out_config, json.dumps(config, ensure_ascii=False, indent=1))

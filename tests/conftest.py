@@ -4,6 +4,7 @@ fixtures (../shared/fixtures) are absent."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -110,3 +111,34 @@ def server(tiny_gguf):
     srv = RunningServer(tiny_gguf, "--parallel", "4", "--ctx", "1024", "--max-queue", "64")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def small_vocab_model(tmp_path_factory) -> Path:
+    """A random-weight Llama with the demo's 640-piece SentencePiece vocabulary: trains in seconds on CPU,
+    and needs no shared/ fixtures (its vocabulary is learned from the demo's task generator)."""
+    from r1_distill.demo.models import DemoModelSpec, build_model, build_tokenizer
+    from r1_distill.demo.task import cold_start_traces, make_splits
+
+    root = tmp_path_factory.mktemp("small-vocab")
+    rows = cold_start_traces(make_splits({"train": 400, "prompt": 0, "heldout": 0})["train"], slip_rate=0.0)
+    tokenizer = build_tokenizer([x for r in rows for x in (r["problem"].text, r["reasoning"], r["answer"])], root / "tokenizer")
+    return build_model(DemoModelSpec(hidden_size=64, num_hidden_layers=2), tokenizer, root / "model")
+
+
+@pytest.fixture(scope="session")
+def task_traces(tmp_path_factory) -> Path:
+    """200 scripted traces of the demo task (kept.jsonl) and their problems as a prompt file."""
+    from r1_distill.demo.task import cold_start_traces, make_splits
+    from r1_distill.traces import TraceRecord, write_traces
+
+    root = tmp_path_factory.mktemp("task")
+    splits = make_splits({"train": 200, "prompt": 32, "heldout": 16})
+    records = [TraceRecord.from_completion(
+        problem_id=r["problem"].id, problem=r["problem"].text, prompt=r["problem"].text, sample_index=0,
+        reference_answer=str(r["problem"].answer), teacher="script", backend="script", kept=True, finish_reason="stop",
+        completion=f"{r['reasoning']}\n</think>\n\n{r['answer']}") for r in cold_start_traces(splits["train"], 0.0)]
+    write_traces(root / "kept.jsonl", records)
+    for split in ("prompt", "heldout"):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(p.as_prompt_row()) + "\n" for p in splits[split]))
+    return root

@@ -6,9 +6,10 @@ train, prompt and held-out splits are cut from one shuffled pool of distinct cor
 shares a problem with another, whatever the names and items.
 
 Scripted cold-start traces think one line per change ("7 + 5 = 12"), then answer in \\boxed{}. Like
-real cold-start data they are imperfect: a share of them carry one arithmetic slip, carried through
-to a wrong final answer. That is what GRPO's correctness reward has to train away, and what the
-filter has to catch in the teacher's samples.
+real cold-start data they are imperfect in two ways: a share carry one arithmetic slip, carried
+through to a wrong final answer, and a share close the thinking without stating the result ("The
+answer is in my reasoning above.", R1-Zero's readability problem in miniature). GRPO's correctness
+reward has to train these away, and the filter has to catch them in the teacher's samples.
 """
 
 from __future__ import annotations
@@ -104,8 +105,12 @@ def make_splits(sizes: dict[str, int], seed: int = 0, max_start: int = 12, max_c
     return splits
 
 
-def cold_start_traces(problems: list[Problem], slip_rate: float, seed: int = 0) -> list[dict]:
-    """Scripted traces (reasoning, answer) for the cold-start SFT; `slip_rate` of them carry one slip."""
+VAGUE_ANSWER = "The answer is in my reasoning above."
+
+
+def cold_start_traces(problems: list[Problem], slip_rate: float, vague_rate: float = 0.0, seed: int = 0) -> list[dict]:
+    """Scripted traces (reasoning, answer) for the cold-start SFT: `slip_rate` of them carry one
+    arithmetic slip, `vague_rate` of them answer without stating the result."""
     rng = random.Random(seed + 1)
     rows = []
     for problem in problems:
@@ -113,7 +118,8 @@ def cold_start_traces(problems: list[Problem], slip_rate: float, seed: int = 0) 
         if rng.random() < slip_rate:
             slip = (rng.randrange(len(problem.changes)), rng.choice((-2, -1, 1, 2)))
         reasoning = problem.reasoning(slip)
-        rows.append({"problem": problem, "reasoning": reasoning,
-                     "answer": f"{problem.name} has \\boxed{{{Problem.final(reasoning)}}} {problem.item}.",
+        vague = rng.random() < vague_rate
+        answer = VAGUE_ANSWER if vague else f"{problem.name} has \\boxed{{{Problem.final(reasoning)}}} {problem.item}."
+        rows.append({"problem": problem, "reasoning": reasoning, "answer": answer, "vague": vague,
                      "slipped": slip is not None and Problem.final(reasoning) != str(problem.answer)})
     return rows

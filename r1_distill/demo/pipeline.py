@@ -1,0 +1,289 @@
+"""The demo's stages, each a call into the product (`train`, `grpo`, `eval`, `export`, `serve`,
+`generate`, `filter`), each leaving its folder under `out` and its figures in `state.json`, so a
+rerun skips what is finished. The last stage writes report.json and report.png.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from r1_distill.errors import UserError
+from r1_distill.files import write_json_atomic, write_text_atomic
+from r1_distill.traces import TraceRecord, read_traces, write_traces
+
+from .models import DemoModelSpec, build_model, build_tokenizer
+from .task import cold_start_traces, make_splits
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "runs/demo"
+    seed: int = 0
+    train_problems: int = 1000  # cold-start SFT traces
+    prompt_problems: int = 400  # GRPO prompts, then the teacher's sampling prompts
+    heldout_problems: int = 200
+    slip_rate: float = 0.2
+    vague_rate: float = 0.3
+    teacher: DemoModelSpec = DemoModelSpec(hidden_size=192, num_hidden_layers=4)
+    student: DemoModelSpec = DemoModelSpec(hidden_size=128, num_hidden_layers=3, seed=1)
+    sft_epochs: float = 8
+    sft_lr: float = 3e-3
+    student_epochs: float = 8
+    grpo_steps: int = 60
+    grpo_lr: float = 1e-4
+    grpo_generations: int = 8
+    grpo_prompts_per_step: int = 8
+    samples: int = 4  # K: teacher samples per prompt, and eval samples per problem
+    max_tokens: int = 96
+
+    @classmethod
+    def fast(cls, out: str = "runs/demo-fast", seed: int = 0) -> "DemoConfig":
+        """The same stages at a size the test suite can afford (a few minutes on 2 cores)."""
+        return cls(out=out, seed=seed, train_problems=300, prompt_problems=48, heldout_problems=24, sft_epochs=3,
+                   student_epochs=3, grpo_steps=4, grpo_generations=4, grpo_prompts_per_step=4, samples=2,
+                   teacher=DemoModelSpec(hidden_size=96, num_hidden_layers=2),
+                   student=DemoModelSpec(hidden_size=64, num_hidden_layers=2, seed=1))
+
+
+STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teacher-grpo", "export-teacher",
+          "sample", "filter", "student-distill", "student-control", "eval-student-untrained", "eval-student",
+          "eval-control", "export-student", "eval-student-gguf", "report"]
+
+
+class Demo:
+    def __init__(self, config: DemoConfig):
+        self.config = config
+        self.out = Path(config.out)
+        self.state_file = self.out / "state.json"
+        self.state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        if self.state.get("config") not in (None, _jsonable(config)):
+            raise UserError(f"{self.out} holds a demo run with other settings: pass another --out, or delete it")
+        self.state["config"] = _jsonable(config)
+        self.state.setdefault("stages", {})
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for number, name in enumerate(STAGES, start=1):
+            if name in self.state["stages"]:
+                console.print(f"[dim][{number}/{len(STAGES)}] {name}: done earlier, skipped[/dim]")
+                continue
+            console.print(f"[bold][{number}/{len(STAGES)}] {name}[/bold]")
+            t0 = time.perf_counter()
+            figures = getattr(self, "stage_" + name.replace("-", "_"))()
+            self.state["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), **(figures or {})}
+            write_json_atomic(self.state_file, self.state)
+            console.print(f"    done in {self.state['stages'][name]['seconds']:.1f}s {_short(figures)}")
+        self.state["this_run_seconds"] = round(time.perf_counter() - started, 1)
+        write_json_atomic(self.state_file, self.state)
+        return json.loads((self.out / "report.json").read_text())
+
+    def path(self, *parts: str) -> Path:
+        return self.out.joinpath(*parts)
+
+    @property
+    def registry(self) -> str:
+        return str(self.path("models.yaml"))
+
+    # -- stages ----------------------------------------------------------------------------------
+    def stage_data(self) -> dict:
+        import yaml
+
+        from r1_distill.registry import registry_path
+
+        c = self.config
+        splits = make_splits({"train": c.train_problems, "prompt": c.prompt_problems, "heldout": c.heldout_problems},
+                             seed=c.seed)
+        rows = cold_start_traces(splits["train"], c.slip_rate, c.vague_rate, seed=c.seed)
+        records = [TraceRecord.from_completion(
+            problem_id=r["problem"].id, problem=r["problem"].text, prompt=r["problem"].text, sample_index=0,
+            reference_answer=str(r["problem"].answer), teacher="scripted cold start", backend="script", kept=True,
+            finish_reason="stop", completion=f"{r['reasoning']}\n</think>\n\n{r['answer']}",
+            meta={"slipped": r["slipped"], "vague": r["vague"]}) for r in rows]
+        write_traces(self.path("data", "cold_start.jsonl"), records)
+        for split in ("prompt", "heldout"):
+            write_text_atomic(self.path("data", f"{split}.jsonl"),
+                              "".join(json.dumps(p.as_prompt_row()) + "\n" for p in splits[split]))
+        # the demo's registry: R1's sampling, no instruction suffix (the task's prompts are the whole message)
+        registry = yaml.safe_load(registry_path(None).read_text())
+        registry["defaults"]["sampling"].update(prompt_suffix="", max_new_tokens=c.max_tokens, samples=c.samples)
+        write_text_atomic(self.path("models.yaml"), yaml.safe_dump(registry, allow_unicode=True, sort_keys=False))
+        corpus = [x for r in rows for x in (r["problem"].text, r["reasoning"], r["answer"])]
+        tokenizer = build_tokenizer(corpus, self.path("models", "tokenizer"))
+        build_model(c.teacher, tokenizer, self.path("models", "teacher-base"))
+        build_model(c.student, tokenizer, self.path("models", "student-base"))
+        return {"splits": {k: len(v) for k, v in splits.items()}, "cold_start_traces": len(records),
+                "cold_start_slipped": sum(r["slipped"] for r in rows), "cold_start_vague": sum(r["vague"] for r in rows)}
+
+    def _train(self, base: str, traces: str, out: str, epochs: float) -> dict:
+        from r1_distill.distill.train import TrainConfig, train
+
+        m = train(TrainConfig(student=str(self.path("models", base)), traces=str(traces), out=str(self.path("models", out)),
+                              learning_rate=self.config.sft_lr, epochs=epochs, max_length=256, effective_batch=16,
+                              per_device_batch=16, save_steps=100_000, seed=self.config.seed, models_file=self.registry))
+        return {k: m[k] for k in ("trained_on", "steps", "first_loss", "final_loss", "train_runtime_s")}
+
+    def stage_teacher_sft(self) -> dict:
+        return self._train("teacher-base", self.path("data", "cold_start.jsonl"), "teacher-sft", self.config.sft_epochs)
+
+    def _eval(self, model: str, name: str) -> dict:
+        from r1_distill.distill.evaluate import EvalConfig, evaluate
+
+        s = evaluate(EvalConfig(model=model, bench=str(self.path("data", "heldout.jsonl")), out=str(self.path("eval", name)),
+                                samples=self.config.samples, max_tokens=self.config.max_tokens, seed=self.config.seed,
+                                batch_size=256, concurrency=8, models_file=self.registry))
+        return {k: s[k] for k in ("pass@1", "cons@K", "K", "problems", "truncation_rate", "mean_reasoning_tokens")}
+
+    def stage_eval_teacher_sft(self) -> dict:
+        return self._eval(str(self.path("models", "teacher-sft")), "teacher-sft")
+
+    def stage_teacher_grpo(self) -> dict:
+        from r1_distill.distill.grpo import GRPORunConfig, grpo
+
+        c = self.config
+        m = grpo(GRPORunConfig(model=str(self.path("models", "teacher-sft")), prompts=str(self.path("data", "prompt.jsonl")),
+                               out=str(self.path("models", "teacher-grpo")), steps=c.grpo_steps, learning_rate=c.grpo_lr,
+                               num_generations=c.grpo_generations, prompts_per_step=c.grpo_prompts_per_step,
+                               max_completion_length=64, prompt_suffix="", save_steps=100_000, seed=c.seed,
+                               models_file=self.registry))
+        return {"steps": m["steps"], "rewards": m["rewards"], "train_runtime_s": m["train_runtime_s"]}
+
+    def stage_eval_teacher_grpo(self) -> dict:
+        return self._eval(str(self.path("models", "teacher-grpo")), "teacher-grpo")
+
+    def _export(self, model: str, name: str, quants: list[str]) -> dict:
+        from r1_distill.export.pipeline import ExportConfig, export_gguf
+
+        report = export_gguf(ExportConfig(model=str(self.path("models", model)), out=str(self.path("gguf")), quants=quants,
+                                          name=name, models_file=self.registry))
+        return {"files": {q: {k: f[k] for k in ("path", "bytes", "top1_agreement", "mean_kl")} for q, f in report["files"].items()}}
+
+    def stage_export_teacher(self) -> dict:
+        return self._export("teacher-grpo", "teacher", ["Q8_0"])
+
+    def stage_sample(self) -> dict:
+        """The teacher served by `r1-distill serve` on 127.0.0.1, sampled by `generate`, K per prompt."""
+        from r1_distill.teacher.generate import GenerateConfig, generate
+
+        with _served(self.path("gguf", "teacher-Q8_0.gguf"), self.registry, self.out) as url:
+            summary = generate(GenerateConfig(teacher=url, prompts=str(self.path("data", "prompt.jsonl")),
+                                              out=str(self.path("traces")), samples=self.config.samples,
+                                              max_tokens=self.config.max_tokens, seed=self.config.seed, concurrency=8,
+                                              models_file=self.registry))
+        return {k: summary.get(k) for k in ("total", "generated", "traces_per_s", "tokens_per_s")}
+
+    def stage_filter(self) -> dict:
+        from r1_distill.teacher.filter import FilterConfig, filter_traces
+
+        report = filter_traces(FilterConfig(traces=str(self.path("traces")), out=str(self.path("filtered")),
+                                            decontaminate=[str(self.path("data", "heldout.jsonl"))]))
+        # the control: as many traces as were kept, drawn from everything the teacher wrote
+        everything = read_traces(self.path("traces"))
+        control = random.Random(self.config.seed).sample(everything, report["kept"])
+        for r in control:
+            r.kept, r.checks = True, {}
+        write_traces(self.path("filtered", "unfiltered_control.jsonl"), control)
+        return {"input": report["input"], "kept": report["kept"], "dropped_by_first_reason": report["dropped_by_first_reason"],
+                "mean_pass_rate": report["mean_pass_rate"],
+                "control_correct": sum(_correct(r) for r in control) / max(1, len(control))}
+
+    def stage_student_distill(self) -> dict:
+        return self._train("student-base", self.path("filtered", "kept.jsonl"), "student", self.config.student_epochs)
+
+    def stage_student_control(self) -> dict:
+        return self._train("student-base", self.path("filtered", "unfiltered_control.jsonl"), "student-control",
+                           self.config.student_epochs)
+
+    def stage_eval_student_untrained(self) -> dict:
+        return self._eval(str(self.path("models", "student-base")), "student-untrained")
+
+    def stage_eval_student(self) -> dict:
+        return self._eval(str(self.path("models", "student")), "student")
+
+    def stage_eval_control(self) -> dict:
+        return self._eval(str(self.path("models", "student-control")), "student-control")
+
+    def stage_export_student(self) -> dict:
+        return self._export("student", "student", ["Q8_0", "Q4_K_M"])
+
+    def stage_eval_student_gguf(self) -> dict:
+        return self._eval(str(self.path("gguf", "student-Q4_K_M.gguf")), "student-Q4_K_M")
+
+    def stage_report(self) -> dict:
+        from .report import write_report
+
+        report = write_report(self.out, self.state)
+        return {"checks": report["checks"]}
+
+
+def _correct(record: TraceRecord) -> bool:
+    from r1_distill.teacher.verifiers import TraceParts, check_correctness
+
+    return check_correctness(TraceParts.from_text(record.completion, record.reference_answer))[0]
+
+
+class _served:
+    """`r1-distill serve` as a subprocess on a free port of 127.0.0.1, stopped on exit."""
+
+    def __init__(self, gguf: Path, registry: str, logdir: Path):
+        self.gguf, self.registry, self.logdir = gguf, registry, logdir
+
+    def __enter__(self) -> str:
+        import socket
+
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log = open(self.logdir / "serve.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "--models", self.registry, "serve",
+                                      "--model", str(self.gguf), "--port", str(port), "--parallel", "8", "--ctx", "2048",
+                                      "--max-queue", "4096"], stdout=self.log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise UserError(f"the teacher's server exited ({self.proc.returncode}); see {self.logdir / 'serve.log'}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    return url + "/v1"
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise UserError(f"the teacher's server did not come up in 120 s; see {self.logdir / 'serve.log'}")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _jsonable(config: DemoConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def _short(figures: dict | None) -> str:
+    if not figures:
+        return ""
+    keys = [k for k in ("pass@1", "cons@K", "kept", "final_loss", "generated") if k in figures]
+    return "(" + ", ".join(f"{k} {figures[k]:.3g}" if isinstance(figures[k], float) else f"{k} {figures[k]}" for k in keys) + ")"
+
+
+def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> dict:
+    return Demo(config).run()

@@ -1,0 +1,48 @@
+"""distill/grpo.py: 10 real GRPO steps (TRL GRPOTrainer) on CPU, rewards logged per function."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from r1_distill.distill.grpo import build_reward_functions
+
+pytestmark = pytest.mark.slow
+
+
+def test_ten_grpo_steps_on_cpu_log_each_reward(small_vocab_model, task_traces, tmp_path):
+    out = tmp_path / "grpo"
+    run = subprocess.run([sys.executable, "-m", "r1_distill", "grpo", "--model", str(small_vocab_model),
+                          "--prompts", str(task_traces / "prompt.jsonl"), "--out", str(out), "--steps", "10",
+                          "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "16",
+                          "--rewards", "correctness,format,repetition,length", "--prompt-suffix", "", "--lr", "1e-4"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    history = json.loads((out / "log_history.json").read_text())
+    steps = [h for h in history if "loss" in h]
+    assert len(steps) == 10
+    for name in ("correctness_reward", "format_reward", "repetition_penalty_reward", "length_reward"):
+        assert all(f"rewards/{name}/mean" in h for h in steps), name
+    assert (out / "rewards.png").stat().st_size > 1000 and (out / "config.json").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 10
+    assert "correctness_reward" in run.stdout
+
+
+def test_reward_functions_score_a_right_and_a_wrong_completion():
+    correctness, fmt = build_reward_functions(["correctness", "format"])
+    right = [{"role": "assistant", "content": "2 + 3 = 5\n</think>\n\nSo \\boxed{5}."}]
+    wrong = [{"role": "assistant", "content": "2 + 3 = 6 and no closing tag \\boxed{6}"}]
+    assert correctness(completions=[right, wrong], answer=["5", "5"]) == [1.0, 0.0]
+    assert fmt(completions=[right, wrong], answer=["5", "5"]) == [1.0, 0.0]
+
+
+def test_unknown_reward_and_prompts_without_answers_are_clear_errors(small_vocab_model, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "problem": "2+2?"}) + "\n")
+    for extra, message in ((["--rewards", "speed"], "unknown reward"), ([], "no reference answer")):
+        run = subprocess.run([sys.executable, "-m", "r1_distill", "grpo", "--model", str(small_vocab_model),
+                              "--prompts", str(prompts), "--out", str(tmp_path / "o"), *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
