@@ -40,6 +40,7 @@ class TrainConfig:
     per_device_batch: Optional[int] = None
     resume: bool = False
     save_steps: int = 20
+    logging_steps: Optional[int] = None  # default: about 100 points over the run
     seed: int = 0
     models_file: Optional[str] = None
 
@@ -147,14 +148,22 @@ def train(config: TrainConfig) -> dict:
 
         peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
                                  target_modules="all-linear", task_type="CAUSAL_LM")
+    quantization = None
     if method == "qlora":
+        # bitsandbytes >= 0.49 runs 4-bit on CPU too (slowly): fine for trying the path, the real thing is a GPU
         require("bitsandbytes", "gpu", "QLoRA")
-        if not cuda:
-            raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use --method lora on a CPU")
         from transformers import BitsAndBytesConfig
 
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32)
+        model_kwargs["device_map"] = {"": 0 if cuda else "cpu"}
+        quantization = f"bitsandbytes nf4 ({'cuda' if cuda else 'cpu'})"
+    # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
+    # CPU's SDPA does not, so there batches are grouped by length instead, which cuts most of the padding.
+    padding_free = cuda and _has("flash_attn")
+    if padding_free:
+        model_kwargs["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
 
     per_device = config.per_device_batch or recipe.per_device_batch
@@ -163,17 +172,22 @@ def train(config: TrainConfig) -> dict:
     accumulation = max(1, effective // (per_device * world))
     out = Path(config.out)
     checkpoints = out / "checkpoints"
+    epochs = config.epochs or recipe.epochs
+    total_steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * epochs)
+    logging_steps = config.logging_steps or max(1, total_steps // 100)
     sft = SFTConfig(
-        output_dir=str(checkpoints), num_train_epochs=config.epochs or recipe.epochs,
+        output_dir=str(checkpoints), num_train_epochs=epochs,
         learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
-        weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=1,
+        weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=logging_steps,
         save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda, report_to="none",
         gradient_checkpointing=cuda, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
         eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token, dataset_num_proc=None,
+        padding_free=padding_free, train_sampling_strategy="random" if padding_free else "group_by_length",
     )
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
-    resume = config.resume and any(checkpoints.glob("checkpoint-*"))
+    saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    resume = config.resume and bool(saved)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
 
     final = trainer.model
@@ -190,7 +204,9 @@ def train(config: TrainConfig) -> dict:
     metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
                "mean_tokens": sum(lengths) / len(lengths), "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume}
+               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume,
+               "resumed_from_step": int(saved[-1].name.split("-")[-1]) if resume else None,
+               "quantization": quantization}
     _plot_loss(trainer.state.log_history, out / "loss.png")
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     write_manifest(out, "train", config=config, inputs={"base": base, "traces": config.traces,

@@ -46,7 +46,8 @@ def test_short_training_run_saves_a_student_that_thinks_first(tiny_qwen2, data_d
 
     write_traces(tmp_path / "kept.jsonl", _records(8, data_dir))
     metrics = train(TrainConfig(student="tiny-qwen2", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "student"),
-                                epochs=1, max_length=320, per_device_batch=4, effective_batch=4, learning_rate=1e-3))
+                                epochs=2, max_length=320, per_device_batch=8, effective_batch=8, learning_rate=1e-3))
+    # one batch of all 8 traces, seen twice: the second step's loss is lower
     assert metrics["steps"] == 2 and metrics["trained_on"] == 8 and metrics["final_loss"] < metrics["first_loss"]
     tok = AutoTokenizer.from_pretrained(tmp_path / "student")
     AutoModelForCausalLM.from_pretrained(tmp_path / "student")
@@ -62,3 +63,59 @@ def test_traces_all_too_long_exit_2_with_the_count(tiny_qwen2, data_dir, tmp_pat
                           str(tmp_path / "kept.jsonl"), "--out", str(tmp_path / "s"), "--max-length", "200"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "all 3 traces are longer than --max-length 200" in out.stderr
+
+
+def _train_cli(model, traces, out, *extra, timeout=600):
+    return [sys.executable, "-m", "r1_distill", "train", "--student", str(model), "--traces", str(traces),
+            "--out", str(out), "--max-length", "256", "--lr", "3e-3", *extra]
+
+
+def test_lora_run_saves_adapter_and_merged_model(small_vocab_model, task_traces, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    metrics = train(TrainConfig(student=str(small_vocab_model), traces=str(task_traces / "kept.jsonl"),
+                                out=str(tmp_path / "lora"), method="lora", epochs=1, max_length=256, per_device_batch=8,
+                                effective_batch=8, learning_rate=3e-3))
+    assert metrics["steps"] == 25 and metrics["final_loss"] < metrics["first_loss"]
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora")  # merged: loads without PEFT
+    base = AutoModelForCausalLM.from_pretrained(small_vocab_model)
+    changed = [n for (n, p), (_, q) in zip(merged.named_parameters(), base.named_parameters()) if not (p == q).all()]
+    assert changed and all("proj" in n for n in changed)  # LoRA moved the linear layers only
+    assert (tmp_path / "lora" / "tokenizer.model").is_file()  # carried for llama.cpp's converter
+
+
+def test_qlora_runs_on_cpu_with_bitsandbytes_4bit(small_vocab_model, task_traces, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes not installed (pip install -e .[dev] installs it)")
+    metrics = train(TrainConfig(student=str(small_vocab_model), traces=str(task_traces / "kept.jsonl"),
+                                out=str(tmp_path / "qlora"), method="qlora", epochs=1, max_length=256, per_device_batch=8,
+                                effective_batch=8, learning_rate=3e-3))
+    assert metrics["steps"] == 25 and metrics["final_loss"] < metrics["first_loss"]
+    config = json.loads((tmp_path / "qlora" / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+    manifest = json.loads((tmp_path / "qlora" / "manifest.json").read_text())
+    assert manifest["metrics"]["quantization"] == "bitsandbytes nf4 (cpu)"
+
+
+def test_resume_after_sigkill_continues_from_the_last_checkpoint(small_vocab_model, task_traces, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "full"
+    cmd = _train_cli(small_vocab_model, task_traces / "kept.jsonl", out, "--epochs", "4", "--effective-batch", "4",
+                     "--per-device-batch", "4", "--save-steps", "10")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "checkpoint-20").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"]["resumed"] and manifest["metrics"]["steps"] == 200
+    assert manifest["metrics"]["resumed_from_step"] >= 20
+    steps = [h["step"] for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
+    assert steps == sorted(set(steps)) and steps[-1] == 200 and len(steps) >= 90  # no step repeated or lost

@@ -39,8 +39,8 @@ class DemoConfig:
     student: DemoModelSpec = DemoModelSpec(hidden_size=128, num_hidden_layers=3, seed=1)
     sft_epochs: float = 8
     sft_lr: float = 3e-3
-    student_epochs: float = 8
-    grpo_steps: int = 60
+    student_epochs: float = 20
+    grpo_steps: int = 80
     grpo_lr: float = 1e-4
     grpo_generations: int = 8
     grpo_prompts_per_step: int = 8

@@ -1,0 +1,82 @@
+"""`r1-distill demo --fast`: every stage of the product, end to end on real tiny models, then a rerun
+that skips them all, then the printed chat command opening the app on the exported student."""
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+
+from r1_distill.demo.pipeline import STAGES
+from r1_distill.demo.task import cold_start_traces, make_splits
+
+pytestmark = pytest.mark.slow
+
+
+def test_splits_never_overlap_and_are_seeded():
+    a = make_splits({"train": 300, "prompt": 100, "heldout": 100}, seed=3)
+    cores = {s: {(p.start, p.changes) for p in a[s]} for s in a}
+    assert not (cores["train"] & cores["prompt"]) and not (cores["train"] & cores["heldout"])
+    assert not (cores["prompt"] & cores["heldout"])
+    assert a == make_splits({"train": 300, "prompt": 100, "heldout": 100}, seed=3)
+    rows = cold_start_traces(a["train"], slip_rate=0.5, vague_rate=0.0)
+    assert all(r["answer"].count("\\boxed{") == 1 for r in rows)
+    assert {r["slipped"] for r in rows} == {True, False}
+    clean = cold_start_traces(a["train"][:20], slip_rate=0.0)
+    assert all(f"\\boxed{{{r['problem'].answer}}}" in r["answer"] for r in clean)
+
+
+def test_fast_demo_runs_every_stage_reruns_nothing_and_its_chat_command_works(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "r1_distill", "demo", "--fast", "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    state = json.loads((out / "state.json").read_text())
+    assert list(state["stages"]) == STAGES
+    assert set(report["accuracy"]) == {"teacher-sft", "teacher-grpo", "student-untrained", "student", "student-control",
+                                       "student-Q4_K_M"}
+    assert all(0 <= a["pass@1"] <= 1 for a in report["accuracy"].values())
+    assert report["filter_funnel"]["generated"] == 48 * 2 and set(report["stage_seconds"]) == set(STAGES)
+    assert set(report["export"]["files"]) == {"Q8_0", "Q4_K_M"} and (out / "report.png").stat().st_size > 10_000
+    assert "rewards" in report["teacher_grpo"] and report["sampling"]["generated"] == 96
+
+    started = time.time()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stderr.count("done earlier, skipped") == len(STAGES)
+    assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
+    assert time.time() - started < 60
+
+    chat_line = next(line.strip() for line in first.stdout.splitlines() if line.strip().startswith("r1-distill chat"))
+    _chat_answers_with_thinking_apart(shlex.split(chat_line))
+
+
+def _chat_answers_with_thinking_apart(command):
+    import httpx
+    from gradio_client import Client
+
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "r1_distill", *command[1:], "--no-browser", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        client = Client(url, verbose=False)
+        history, _ = client.predict("Ann has 5 pens. Ann gets 2 more. How many pens does Ann have?", [], 0.6, 0.95,
+                                    64, 0, api_name="/chat")
+        thinking = history[1]
+        assert thinking["role"] == "assistant" and thinking["metadata"]["title"].startswith("Thought for")
+        assert all(m["role"] in ("user", "assistant") for m in history) and len(history) >= 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
