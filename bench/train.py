@@ -1,8 +1,8 @@
 """Training throughput: our SFT recipe (`r1-distill train`) against plain `SFTTrainer` defaults.
 
 Same model, same traces, same batch size and steps, one process each (so peak memory is each run's own):
-* ours: the R1 training template with assistant-only loss, over-length traces dropped, batches grouped
-  by length on CPU (padding-free batches on a GPU with FlashAttention), Liger kernels on GPU when installed;
+* ours: `r1-distill train --group-by-length`: the R1 training template with assistant-only loss, over-length
+  traces dropped, batches grouped by length on CPU (padding-free on a GPU with FlashAttention), Liger on GPU;
 * plain: `SFTTrainer` with its defaults on the same conversations, padded batches in random order.
 Trained tokens/s counts real tokens only (padding excluded). Prints one JSON line.
 
@@ -82,7 +82,7 @@ def _run_variant(variant: str, model: str, traces: str, batch: int, steps: int, 
         from r1_distill.distill.train import TrainConfig, train
 
         metrics = train(TrainConfig(student=model, traces=traces, out=out, epochs=steps * batch / _count(traces),
-                                    max_length=2048, effective_batch=batch, per_device_batch=batch, learning_rate=1e-3,
+                                    max_length=2048, effective_batch=batch, per_device_batch=batch, learning_rate=1e-3, group_by_length=True,
                                     save_steps=10**6))
         runtime = metrics["train_runtime_s"]
     else:

@@ -260,13 +260,14 @@ def train_cmd(
     per_device_batch: Optional[int] = typer.Option(None, "--per-device-batch"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
     save_steps: int = typer.Option(20, "--save-steps"),
+    group_by_length: bool = typer.Option(False, "--group-by-length", help="Batches of similar length (less padding on CPU)."),
 ):
     """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only)."""
     from r1_distill.distill.train import TrainConfig, train
 
     metrics = train(TrainConfig(student=student, traces=str(traces), out=str(out), method=method, max_length=max_length,
                                 epochs=epochs, learning_rate=lr, effective_batch=effective_batch,
-                                per_device_batch=per_device_batch, resume=resume, save_steps=save_steps,
+                                per_device_batch=per_device_batch, resume=resume, save_steps=save_steps, group_by_length=group_by_length,
                                 models_file=str(state.models_file) if state.models_file else None))
     console.print(f"trained on {metrics['trained_on']} traces ({metrics['dropped_too_long']} dropped as too long), "
                   f"loss {metrics['first_loss']} -> {metrics['final_loss']}; model in {out}")

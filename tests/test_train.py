@@ -46,9 +46,9 @@ def test_short_training_run_saves_a_student_that_thinks_first(tiny_qwen2, data_d
 
     write_traces(tmp_path / "kept.jsonl", _records(8, data_dir))
     metrics = train(TrainConfig(student="tiny-qwen2", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "student"),
-                                epochs=2, max_length=320, per_device_batch=8, effective_batch=8, learning_rate=1e-3))
-    # one batch of all 8 traces, seen twice: the second step's loss is lower
-    assert metrics["steps"] == 2 and metrics["trained_on"] == 8 and metrics["final_loss"] < metrics["first_loss"]
+                                epochs=3, max_length=320, per_device_batch=8, effective_batch=8, learning_rate=1e-3))
+    # one batch of all 8 traces, three times (the first step is warm-up, at learning rate 0): the loss falls
+    assert metrics["steps"] == 3 and metrics["trained_on"] == 8 and metrics["final_loss"] < metrics["first_loss"]
     tok = AutoTokenizer.from_pretrained(tmp_path / "student")
     AutoModelForCausalLM.from_pretrained(tmp_path / "student")
     prompt = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], tokenize=False, add_generation_prompt=True)
