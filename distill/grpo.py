@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from r1_distill.errors import UserError
-from r1_distill.files import carry_tokenizer_files, write_text_atomic
+from r1_distill.files import write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
 
 R1_ZERO_TEMPLATE = (
@@ -143,6 +143,7 @@ def grpo(config: GRPORunConfig) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from r1_distill.distill.train import save_trained_model
     from r1_distill.registry import load_registry
 
     if config.template not in ("chat", "r1-zero"):
@@ -188,13 +189,7 @@ def grpo(config: GRPORunConfig) -> dict:
     resume = config.resume and any(checkpoints.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if resume else None)
 
-    final = trainer.model
-    if peft_config is not None:
-        final.save_pretrained(out / "adapter")
-        final = final.merge_and_unload()
-    final.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    carry_tokenizer_files(config.model, out)
+    save_trained_model(trainer.model, tokenizer, out, source=config.model, adapter=peft_config is not None)
     history = trainer.state.log_history
     reward_means = {}
     for key in sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}):

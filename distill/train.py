@@ -193,14 +193,8 @@ def train(config: TrainConfig) -> dict:
     resume = config.resume and bool(saved)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
 
-    final = trainer.model
-    if peft_config is not None:
-        final.save_pretrained(out / "adapter")
-        final = final.merge_and_unload()
-    final.save_pretrained(out)
     tokenizer.chat_template = read_template(student.chat_template if student else "r1-distill")
-    tokenizer.save_pretrained(out)
-    carry_tokenizer_files(base, out)
+    save_trained_model(trainer.model, tokenizer, out, source=base, adapter=peft_config is not None)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -217,6 +211,17 @@ def train(config: TrainConfig) -> dict:
                    outputs={"model": ".", "adapter": "adapter" if peft_config else None}, metrics=metrics)
     write_text_atomic(out / "README.md", _model_card(config, base, method, metrics))
     return metrics
+
+
+def save_trained_model(model, tokenizer, out: Path, *, source: str, adapter: bool) -> None:
+    """The HF folder a training stage leaves: the adapter (if any) in adapter/, the merged model beside it,
+    the tokenizer, and the files save_pretrained drops (tokenizer.model for llama.cpp's converter)."""
+    if adapter:
+        model.save_pretrained(out / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    carry_tokenizer_files(source, out)
 
 
 def _has(module: str) -> bool:
