@@ -204,6 +204,8 @@ def filter_cmd(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Drop traces longer than this."),
     language: str = typer.Option("Latin", "--language", help="Expected script of the traces."),
     allow_code: bool = typer.Option(False, "--allow-code", help="Keep traces with code blocks."),
+    check_arithmetic: bool = typer.Option(False, "--check-arithmetic",
+                                          help="Drop traces with a wrong 'a op b = c' step, even when the answer is right."),
     judge: Optional[str] = typer.Option(None, "--judge", help="OpenAI-compatible URL of an LLM judge for unparsable answers."),
     judge_model: str = typer.Option("judge", "--judge-model"),
 ):
@@ -213,7 +215,8 @@ def filter_cmd(
     report = filter_traces(FilterConfig(
         traces=str(traces), out=str(out), decontaminate=[str(p) for p in decontaminate or []],
         reference=str(reference) if reference else None, keep_per_prompt=keep_per_prompt, min_pass_rate=min_pass_rate,
-        max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code, judge=judge,
+        max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code,
+        check_arithmetic=check_arithmetic, judge=judge,
         judge_model=judge_model))
     console.print(f"kept {report['kept']} of {report['input']} traces ({report['prompts_with_a_kept_trace']} of "
                   f"{report['prompts']} prompts); dropped by first reason: {report['dropped_by_first_reason']}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -47,7 +48,8 @@ class Sampling:
     def job_seed(self, job: Job) -> Optional[int]:
         if self.seed is None:
             return None
-        return (self.seed * 1_000_003 + hash(job[0].id) % 1_000_003 + job[1]) % (2**31)
+        # crc32, not hash(): str hashes change from one process to the next, and seeds must not
+        return (self.seed * 1_000_003 + zlib.crc32(job[0].id.encode()) % 1_000_003 + job[1]) % (2**31)
 
 
 def _record(job: Job, *, teacher: str, backend: str, sampling: Sampling, completion: str,

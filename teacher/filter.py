@@ -21,7 +21,7 @@ from .verifiers import VERIFIERS, TraceParts
 
 # order matters: a dropped trace's reason is its first failing check
 CHECK_ORDER = ["decontamination", "duplicate_prompt", "duplicate_trace", "length", "format", "correctness",
-               "language", "readability", "repetition", "pass_rate_band", "keep_per_prompt"]
+               "arithmetic", "language", "readability", "repetition", "pass_rate_band", "keep_per_prompt"]
 
 
 @dataclass
@@ -39,6 +39,7 @@ class FilterConfig:
     max_repetition: float = 0.3
     max_paragraph_chars: int = 3000
     allow_code: bool = False
+    check_arithmetic: bool = False  # every plain "a op b = c" step in the reasoning must hold
     min_tokens: int = 0
     max_tokens: Optional[int] = None
     judge: Optional[str] = None  # OpenAI-compatible base URL of an LLM judge for unparsable answers
@@ -122,6 +123,8 @@ def run_checks(record: TraceRecord, config: FilterConfig) -> dict[str, CheckResu
     }
     results = {}
     for name, check in VERIFIERS.items():
+        if name == "arithmetic" and not config.check_arithmetic:
+            continue
         passed, reason = check(parts, **options.get(name, {}))
         if (name == "correctness" and not passed and config.judge and parts.answer.strip() and parts.reference
                 and ("cannot be parsed" in reason or "no parsable" in reason)):

@@ -23,7 +23,7 @@ from r1_distill.manifest import write_manifest
 from r1_distill.registry import load_registry
 from r1_distill.traces import TRACE_SHARD_GLOB, TraceRecord, append_traces, iter_traces
 
-from . import backends
+from . import backends, resume
 from .prompts import load_prompts
 
 BACKENDS = ("openai", "vllm", "transformers", "llamacpp")
@@ -199,6 +199,8 @@ def generate(config: GenerateConfig) -> dict:
         backends.preflight_openai(teacher.endpoints, teacher.api_key, teacher.model)
 
     out = Path(config.out)
+    if config.shard is None:  # engine processes of a data-parallel run share their parent's claim
+        resume.claim(out, resume.identity_of(teacher.name, teacher.model, teacher.backend, sampling))
     if teacher.data_parallel_size > 1 and config.shard is None:
         from dataclasses import replace
 

@@ -127,6 +127,42 @@ def check_correctness(t: TraceParts) -> Verdict:
         return False, f"math-verify failed: {type(exc).__name__}"
 
 
+# -- arithmetic steps ------------------------------------------------------------------------------
+# A step "a op b = c" between plain numbers. Not inside a longer expression ("10 - 3 - 2 = 5" is not
+# "3 - 2 = 5"), not a power, not modular or remainder arithmetic: those are skipped, never guessed at.
+_OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "−": lambda a, b: a - b, "*": lambda a, b: a * b,
+              "×": lambda a, b: a * b, "·": lambda a, b: a * b, "\\times": lambda a, b: a * b,
+              "\\cdot": lambda a, b: a * b, "/": lambda a, b: a / b if b else None, "÷": lambda a, b: a / b if b else None}
+_STEP_RE = re.compile(
+    r"(?<![\w.,^)\]}+\-−*×·/÷=])(?<![+\-−*×·/÷=^][ \t])"
+    r"(\d+(?:\.\d+)?)[ \t]*(\+|-|−|\*|×|·|\\times|\\cdot|/|÷)[ \t]*(\d+(?:\.\d+)?)[ \t]*=[ \t]*([-−]?\d+(?:\.\d+)?)"
+    r"(?![.,]?\d)(?![ \t]*(?:[+\-−*×·/÷^%(]|\\|mod\b|remainder\b|r\b|R\b|[a-zA-Z]*\^))")
+
+
+def arithmetic_steps(text: str) -> list[tuple[str, bool]]:
+    """Every plain "a op b = c" step in `text`, with whether it holds (to the decimals written)."""
+    steps = []
+    for m in _STEP_RE.finditer(text):
+        a, op, b, c = m.groups()
+        value = _OPERATORS[op](float(a), float(b))
+        if value is None:
+            continue
+        shown = float(c.replace("−", "-"))
+        decimals = len(c.split(".")[1]) if "." in c else 0
+        steps.append((m.group(0), abs(value - shown) < (10 ** -decimals if decimals else 1e-9)))
+    return steps
+
+
+def check_arithmetic(t: TraceParts) -> Verdict:
+    """Process check: the final answer can be right by two slips that cancel (7 + 6 = 12, 12 + 1 = 14),
+    which no outcome check sees."""
+    steps = arithmetic_steps(t.reasoning + "\n" + t.answer)
+    wrong = [s for s, ok in steps if not ok]
+    if wrong:
+        return False, f"{len(wrong)} of {len(steps)} arithmetic steps are wrong: " + "; ".join(wrong[:3])
+    return True, f"{len(steps)} arithmetic steps, all hold" if steps else "no plain arithmetic steps to check"
+
+
 # -- format ---------------------------------------------------------------------------------------
 def check_format(t: TraceParts) -> Verdict:
     if not t.thinking_closed:
@@ -218,6 +254,7 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "readability": check_readability,
     "repetition": check_repetition,
     "length": check_length,
+    "arithmetic": check_arithmetic,  # opt-in in `filter` (--check-arithmetic); a reward by name in `grpo`
 }
 
 

@@ -96,6 +96,29 @@ def test_keep_per_prompt_and_pass_rate_band(tmp_path):
     assert report["dropped_by_first_reason"]["correctness"] == 1
 
 
+def test_arithmetic_check_catches_slips_that_cancel(tmp_path):
+    from r1_distill.teacher.verifiers import arithmetic_steps
+
+    assert [ok for _, ok in arithmetic_steps("7 + 6 = 12\n12 + 1 = 14")] == [False, False]
+    assert [ok for _, ok in arithmetic_steps("5 - 8 = -3, $3 \\times 4 = 12$, 1 / 3 = 0.33 and 3 × 4 = 13.")] == \
+        [True, True, True, False]
+    # parts of longer expressions, powers, modular and remainder arithmetic are skipped, never misread
+    for text in ["10 - 3 - 2 = 5", "7 + 6 = 1 (mod 12)", "7 / 2 = 3 remainder 1", "2^3 + 1 = 9", "x + 2 = 5",
+                 "1,000 + 2 = 1,002", "2 + 3 = 5 + 0"]:
+        assert arithmetic_steps(text) == [], text
+    cancelled = "7 + 6 = 12\n12 + 1 = 14\nSo 14.\n</think>\n\n\\boxed{14}"
+    sound = "7 + 6 = 13\n13 + 1 = 14\nSo 14.\n</think>\n\n\\boxed{14}"
+    records = [_trace("p", "Jo has 7. Jo gets 6 more, then 1 more. How many?", text, answer="14", k=k)
+               for k, text in enumerate([cancelled, sound])]
+    write_traces(tmp_path / "t.jsonl", records)
+    outcome_only = filter_traces(FilterConfig(traces=str(tmp_path / "t.jsonl"), out=str(tmp_path / "a")))
+    assert outcome_only["kept"] == 2
+    with_process = filter_traces(FilterConfig(traces=str(tmp_path / "t.jsonl"), out=str(tmp_path / "b"), check_arithmetic=True))
+    assert with_process["kept"] == 1 and with_process["dropped_by_first_reason"] == {"arithmetic": 1}
+    reason = read_traces(tmp_path / "b" / "dropped.jsonl")[0].checks["arithmetic"].reason
+    assert reason == "2 of 2 arithmetic steps are wrong: 7 + 6 = 12; 12 + 1 = 14"
+
+
 def test_reward_functions_have_trls_signature():
     completions = ["Six sevens.\n</think>\n\n\\boxed{42}", "Hmm.\n</think>\n\n\\boxed{41}", "never closes"]
     assert reward_function("correctness")(prompts=["q"] * 3, completions=completions, answer=["42"] * 3) == [1.0, 0.0, 0.0]
@@ -194,6 +217,30 @@ def test_generate_bad_input_exits_2_and_writes_nothing(prompt_file, tmp_path, ti
             assert not (tmp_path / f"o{i + 1}").exists()
     finally:
         keyed.stop()
+
+
+def test_generate_resumes_only_the_same_run(tiny_gguf, prompt_file, tmp_path):
+    """A folder of traces from other weights or other sampling settings is not silently extended."""
+    import shutil
+    from dataclasses import replace
+
+    from r1_distill.errors import UserError
+    from r1_distill.teacher.generate import GenerateConfig, generate
+
+    teacher = tmp_path / "teacher.gguf"
+    shutil.copy(tiny_gguf, teacher)
+    config = GenerateConfig(teacher=str(teacher), prompts=str(prompt_file), out=str(tmp_path / "traces"), samples=1,
+                            max_tokens=8, limit=2, seed=0, ctx=512, show_progress=False)
+    assert generate(config)["generated"] == 2
+    assert generate(replace(config, limit=3))["generated"] == 1  # same run, one more prompt
+    with pytest.raises(UserError, match=r"other settings \(temperature"):
+        generate(replace(config, temperature=1.3, limit=4))
+    with open(teacher, "r+b") as fh:  # new weights under the same file name, as after retraining
+        fh.seek(-64, 2)
+        fh.write(bytes(64))
+    with pytest.raises(UserError, match=r"other settings \(weights.*delete"):
+        generate(replace(config, limit=4))
+    assert len(read_traces(tmp_path / "traces")) == 3
 
 
 VLLM_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
-from r1_distill.traces import TraceRecord, read_traces, write_traces
+from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from .models import DemoModelSpec, build_model, build_tokenizer
 from .task import cold_start_traces, make_splits
@@ -31,7 +31,7 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0
     train_problems: int = 1000  # cold-start SFT traces
-    prompt_problems: int = 400  # GRPO prompts, then the teacher's sampling prompts
+    prompt_problems: int = 1200  # GRPO prompts, then the teacher's sampling prompts
     heldout_problems: int = 200
     slip_rate: float = 0.2
     vague_rate: float = 0.3
@@ -45,14 +45,15 @@ class DemoConfig:
     grpo_generations: int = 8
     grpo_prompts_per_step: int = 8
     samples: int = 4  # K: teacher samples per prompt, and eval samples per problem
+    keep_per_prompt: int = 1  # distinct problems teach a small student more than repeats of easy ones
     max_tokens: int = 96
 
     @classmethod
     def fast(cls, out: str = "runs/demo-fast", seed: int = 0) -> "DemoConfig":
         """The same stages at a size the test suite can afford (a few minutes on 2 cores)."""
-        return cls(out=out, seed=seed, train_problems=300, prompt_problems=48, heldout_problems=24, sft_epochs=3,
+        return cls(out=out, seed=seed, train_problems=600, prompt_problems=48, heldout_problems=24, sft_epochs=10,
                    student_epochs=3, grpo_steps=4, grpo_generations=4, grpo_prompts_per_step=4, samples=2,
-                   teacher=DemoModelSpec(hidden_size=96, num_hidden_layers=2),
+                   teacher=DemoModelSpec(hidden_size=128, num_hidden_layers=2),
                    student=DemoModelSpec(hidden_size=64, num_hidden_layers=2, seed=1))
 
 
@@ -188,10 +189,14 @@ class Demo:
         from r1_distill.teacher.filter import FilterConfig, filter_traces
 
         report = filter_traces(FilterConfig(traces=str(self.path("traces")), out=str(self.path("filtered")),
-                                            decontaminate=[str(self.path("data", "heldout.jsonl"))]))
-        # the control: as many traces as were kept, drawn from everything the teacher wrote
-        everything = read_traces(self.path("traces"))
-        control = random.Random(self.config.seed).sample(everything, report["kept"])
+                                            decontaminate=[str(self.path("data", "heldout.jsonl"))],
+                                            check_arithmetic=True, keep_per_prompt=self.config.keep_per_prompt))
+        # The control: as many traces as were kept, drawn from everything the teacher wrote except what
+        # shares text with the held-out split, so that only the quality checks differ, not a test leak.
+        leaked = {(r.problem_id, r.sample_index) for r in read_traces(self.path("filtered", "dropped.jsonl"))
+                  if not r.checks.get("decontamination", _CLEAN).passed}
+        unfiltered = [r for r in read_traces(self.path("traces")) if (r.problem_id, r.sample_index) not in leaked]
+        control = random.Random(self.config.seed).sample(unfiltered, report["kept"])
         for r in control:
             r.kept, r.checks = True, {}
         write_traces(self.path("filtered", "unfiltered_control.jsonl"), control)
@@ -226,6 +231,9 @@ class Demo:
 
         report = write_report(self.out, self.state)
         return {"checks": report["checks"]}
+
+
+_CLEAN = CheckResult(passed=True, reason="not checked")
 
 
 def _correct(record: TraceRecord) -> bool:
