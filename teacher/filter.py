@@ -137,7 +137,8 @@ def run_checks(record: TraceRecord, config: FilterConfig) -> dict[str, CheckResu
 
 def filter_traces(config: FilterConfig) -> dict:
     started = time.perf_counter()
-    records = read_traces(config.traces)
+    # concurrent sampling appends in completion order; sorting makes kept.jsonl the same file every run
+    records = sorted(read_traces(config.traces), key=lambda r: (r.problem_id, r.sample_index))
     if not records:
         raise UserError(f"no trace records in {config.traces}")
     refs = _load_references(config.reference)

@@ -195,7 +195,8 @@ class Demo:
         # shares text with the held-out split, so that only the quality checks differ, not a test leak.
         leaked = {(r.problem_id, r.sample_index) for r in read_traces(self.path("filtered", "dropped.jsonl"))
                   if not r.checks.get("decontamination", _CLEAN).passed}
-        unfiltered = [r for r in read_traces(self.path("traces")) if (r.problem_id, r.sample_index) not in leaked]
+        unfiltered = sorted((r for r in read_traces(self.path("traces")) if (r.problem_id, r.sample_index) not in leaked),
+                            key=lambda r: (r.problem_id, r.sample_index))
         control = random.Random(self.config.seed).sample(unfiltered, report["kept"])
         for r in control:
             r.kept, r.checks = True, {}
