@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -61,6 +62,7 @@ class GRPORunConfig:
     save_steps: int = 50
     resume: bool = False
     seed: int = 0
+    print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
 
 
@@ -186,6 +188,8 @@ def grpo(config: GRPORunConfig) -> dict:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config)
+    if not config.print_logs:
+        keep_bar_only(trainer)
     resume = config.resume and any(checkpoints.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if resume else None)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError, require
 from r1_distill.files import carry_tokenizer_files, write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -43,6 +44,7 @@ class TrainConfig:
     logging_steps: Optional[int] = None  # default: about 100 points over the run
     group_by_length: bool = False  # batches of similar length: less padding, less mixed batches
     seed: int = 0
+    print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
 
 
@@ -189,6 +191,8 @@ def train(config: TrainConfig) -> dict:
         train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
     )
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    if not config.print_logs:
+        keep_bar_only(trainer)
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     resume = config.resume and bool(saved)
     result = trainer.train(resume_from_checkpoint=True if resume else None)

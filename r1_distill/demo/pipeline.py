@@ -133,7 +133,8 @@ class Demo:
 
         m = train(TrainConfig(student=str(self.path("models", base)), traces=str(traces), out=str(self.path("models", out)),
                               learning_rate=self.config.sft_lr, epochs=epochs, max_length=256, effective_batch=16,
-                              per_device_batch=16, save_steps=100_000, seed=self.config.seed, models_file=self.registry))
+                              per_device_batch=16, save_steps=100_000, seed=self.config.seed, models_file=self.registry,
+                              print_logs=False))
         return {k: m[k] for k in ("trained_on", "steps", "first_loss", "final_loss", "train_runtime_s")}
 
     def stage_teacher_sft(self) -> dict:
@@ -158,7 +159,7 @@ class Demo:
                                out=str(self.path("models", "teacher-grpo")), steps=c.grpo_steps, learning_rate=c.grpo_lr,
                                num_generations=c.grpo_generations, prompts_per_step=c.grpo_prompts_per_step,
                                max_completion_length=64, prompt_suffix="", save_steps=100_000, seed=c.seed,
-                               models_file=self.registry))
+                               models_file=self.registry, print_logs=False))
         return {"steps": m["steps"], "rewards": m["rewards"], "train_runtime_s": m["train_runtime_s"]}
 
     def stage_eval_teacher_grpo(self) -> dict:
