@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from r1_distill.serve.process import ServerProcess as RunningServer  # noqa: F401  (tests import it from here)
+from r1_distill.serve.process import free_port  # noqa: F401
 from r1_distill.tiny import TinySpec, build_tiny_model, fixtures_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,50 +62,6 @@ def tiny_gguf(tmp_path_factory, tiny_qwen2) -> Path:
     out = tmp_path_factory.mktemp("tiny-gguf")
     export_gguf(ExportConfig(model=str(tiny_qwen2), out=str(out), quants=["Q4_K_M"], name="tiny-qwen2", greedy_tokens=4))
     return out / "tiny-qwen2-Q4_K_M.gguf"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningServer:
-    """`r1-distill serve` as a real subprocess on 127.0.0.1."""
-
-    def __init__(self, model: Path, *extra: str, port: int | None = None):
-        import subprocess
-        import sys
-        import time
-
-        import httpx
-
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(Path(model).parent / f"serve-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "serve", "--model", str(model),
-                                      "--port", str(self.port), *extra], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {Path(self.log.name).read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("server did not become healthy in 120 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except Exception:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from rich.console import Console
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
+from r1_distill.serve.process import ServerProcess
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from .models import DemoModelSpec, build_model, build_tokenizer
@@ -179,8 +178,9 @@ class Demo:
         """The teacher served by `r1-distill serve` on 127.0.0.1, sampled by `generate`, K per prompt."""
         from r1_distill.teacher.generate import GenerateConfig, generate
 
-        with _served(self.path("gguf", "teacher-Q8_0.gguf"), self.registry, self.out) as url:
-            summary = generate(GenerateConfig(teacher=url, prompts=str(self.path("data", "prompt.jsonl")),
+        with ServerProcess(self.path("gguf", "teacher-Q8_0.gguf"), "--parallel", "8", "--ctx", "2048", "--max-queue", "4096",
+                           models_file=self.registry, log=self.out / "serve.log") as server:
+            summary = generate(GenerateConfig(teacher=server.url + "/v1", prompts=str(self.path("data", "prompt.jsonl")),
                                               out=str(self.path("traces")), samples=self.config.samples,
                                               max_tokens=self.config.max_tokens, seed=self.config.seed, concurrency=8,
                                               models_file=self.registry))
@@ -242,46 +242,6 @@ def _correct(record: TraceRecord) -> bool:
     from r1_distill.teacher.verifiers import TraceParts, check_correctness
 
     return check_correctness(TraceParts.from_text(record.completion, record.reference_answer))[0]
-
-
-class _served:
-    """`r1-distill serve` as a subprocess on a free port of 127.0.0.1, stopped on exit."""
-
-    def __init__(self, gguf: Path, registry: str, logdir: Path):
-        self.gguf, self.registry, self.logdir = gguf, registry, logdir
-
-    def __enter__(self) -> str:
-        import socket
-
-        import httpx
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.log = open(self.logdir / "serve.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "--models", self.registry, "serve",
-                                      "--model", str(self.gguf), "--port", str(port), "--parallel", "8", "--ctx", "2048",
-                                      "--max-queue", "4096"], stdout=self.log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise UserError(f"the teacher's server exited ({self.proc.returncode}); see {self.logdir / 'serve.log'}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    return url + "/v1"
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise UserError(f"the teacher's server did not come up in 120 s; see {self.logdir / 'serve.log'}")
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def _jsonable(config: DemoConfig) -> dict:
