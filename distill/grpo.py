@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.checkpoints import last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
@@ -190,8 +191,8 @@ def grpo(config: GRPORunConfig) -> dict:
                           processing_class=tokenizer, peft_config=peft_config)
     if not config.print_logs:
         keep_bar_only(trainer)
-    resume = config.resume and any(checkpoints.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    resume_from = last_complete_checkpoint(checkpoints) if config.resume else None
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     save_trained_model(trainer.model, tokenizer, out, source=config.model, adapter=peft_config is not None)
     history = trainer.state.log_history
@@ -203,7 +204,8 @@ def grpo(config: GRPORunConfig) -> dict:
                               "first_quarter": sum(values[: max(1, len(values) // 4)]) / max(1, len(values) // 4),
                               "last_quarter": sum(values[-max(1, len(values) // 4):]) / max(1, len(values) // 4)}
     metrics = {"steps": trainer.state.global_step, "prompts": len(dataset), "rewards": reward_means,
-               "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm, "resumed": resume}
+               "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm,
+               "resumed": resume_from is not None}
     write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
     _plot_rewards(history, out / "rewards.png")
     write_manifest(out, "grpo", config=config, inputs={"model": config.model, "prompts": config.prompts,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.checkpoints import last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError, require
 from r1_distill.files import carry_tokenizer_files, write_text_atomic
@@ -193,9 +194,8 @@ def train(config: TrainConfig) -> dict:
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     if not config.print_logs:
         keep_bar_only(trainer)
-    saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    resume = config.resume and bool(saved)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    resume_from = last_complete_checkpoint(checkpoints) if config.resume else None
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     tokenizer.chat_template = read_template(student.chat_template if student else "r1-distill")
     save_trained_model(trainer.model, tokenizer, out, source=base, adapter=peft_config is not None)
@@ -205,8 +205,8 @@ def train(config: TrainConfig) -> dict:
     metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
                "mean_tokens": sum(lengths) / len(lengths), "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume,
-               "resumed_from_step": int(saved[-1].name.split("-")[-1]) if resume else None,
+               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
+               "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
                "quantization": quantization}
     _plot_loss(trainer.state.log_history, out / "loss.png")
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))

@@ -106,8 +106,11 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(small_vocab_mod
                      "--per-device-batch", "4", "--save-steps", "10")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (out / "checkpoints" / "checkpoint-20").is_dir() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    # killed as checkpoint-30 appears, so most often while it is being written: the resume must skip it
+    ready = out / "checkpoints" / "checkpoint-20" / "trainer_state.json"
+    while not (ready.is_file() and (ready.parent.parent / "checkpoint-30").is_dir()) \
+            and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -119,3 +122,16 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(small_vocab_mod
     assert manifest["metrics"]["resumed_from_step"] >= 20
     steps = [h["step"] for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
     assert steps == sorted(set(steps)) and steps[-1] == 200 and len(steps) >= 90  # no step repeated or lost
+
+
+def test_resume_skips_a_checkpoint_the_kill_left_half_written(tmp_path):
+    from r1_distill.distill.checkpoints import last_complete_checkpoint
+
+    for step, complete in [(10, True), (20, True), (30, False)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-20"]
+    assert last_complete_checkpoint(tmp_path / "none-yet") is None
