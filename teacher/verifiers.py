@@ -8,6 +8,7 @@ two uses (``r1-distill filter`` and ``r1-distill grpo``).
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 import unicodedata
@@ -130,9 +131,9 @@ def check_correctness(t: TraceParts) -> Verdict:
 # -- arithmetic steps ------------------------------------------------------------------------------
 # A step "a op b = c" between plain numbers. Not inside a longer expression ("10 - 3 - 2 = 5" is not
 # "3 - 2 = 5"), not a power, not modular or remainder arithmetic: those are skipped, never guessed at.
-_OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "−": lambda a, b: a - b, "*": lambda a, b: a * b,
-              "×": lambda a, b: a * b, "·": lambda a, b: a * b, "\\times": lambda a, b: a * b,
-              "\\cdot": lambda a, b: a * b, "/": lambda a, b: a / b if b else None, "÷": lambda a, b: a / b if b else None}
+_OPERATORS = {"+": operator.add, "-": operator.sub, "−": operator.sub, "*": operator.mul, "×": operator.mul,
+              "·": operator.mul, "\\times": operator.mul, "\\cdot": operator.mul, "/": operator.truediv,
+              "÷": operator.truediv}
 _STEP_RE = re.compile(
     r"(?<![\w.,^)\]}+\-−*×·/÷=])(?<![+\-−*×·/÷=^][ \t])"
     r"(\d+(?:\.\d+)?)[ \t]*(\+|-|−|\*|×|·|\\times|\\cdot|/|÷)[ \t]*(\d+(?:\.\d+)?)[ \t]*=[ \t]*([-−]?\d+(?:\.\d+)?)"
@@ -144,9 +145,9 @@ def arithmetic_steps(text: str) -> list[tuple[str, bool]]:
     steps = []
     for m in _STEP_RE.finditer(text):
         a, op, b, c = m.groups()
-        value = _OPERATORS[op](float(a), float(b))
-        if value is None:
+        if float(b) == 0 and _OPERATORS[op] is operator.truediv:
             continue
+        value = _OPERATORS[op](float(a), float(b))
         shown = float(c.replace("−", "-"))
         decimals = len(c.split(".")[1]) if "." in c else 0
         steps.append((m.group(0), abs(value - shown) < (10 ** -decimals if decimals else 1e-9)))

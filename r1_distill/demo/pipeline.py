@@ -17,7 +17,7 @@ from rich.console import Console
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
 from r1_distill.serve.process import ServerProcess
-from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
+from r1_distill.traces import TraceRecord, read_traces, write_traces
 
 from .models import DemoModelSpec, build_model, build_tokenizer
 from .task import cold_start_traces, make_splits
@@ -192,19 +192,18 @@ class Demo:
         report = filter_traces(FilterConfig(traces=str(self.path("traces")), out=str(self.path("filtered")),
                                             decontaminate=[str(self.path("data", "heldout.jsonl"))],
                                             check_arithmetic=True, keep_per_prompt=self.config.keep_per_prompt))
-        # The control: as many traces as were kept, drawn from everything the teacher wrote except what
-        # shares text with the held-out split, so that only the quality checks differ, not a test leak.
-        leaked = {(r.problem_id, r.sample_index) for r in read_traces(self.path("filtered", "dropped.jsonl"))
-                  if not r.checks.get("decontamination", _CLEAN).passed}
-        unfiltered = sorted((r for r in read_traces(self.path("traces")) if (r.problem_id, r.sample_index) not in leaked),
+        # The control: as many traces as were kept, drawn from everything the teacher wrote (kept + dropped, each
+        # with its verdicts) except what shares text with the held-out split: only the quality checks differ.
+        judged = read_traces(self.path("filtered", "kept.jsonl")) + read_traces(self.path("filtered", "dropped.jsonl"))
+        unfiltered = sorted((r for r in judged if r.checks["decontamination"].passed),
                             key=lambda r: (r.problem_id, r.sample_index))
         control = random.Random(self.config.seed).sample(unfiltered, report["kept"])
+        control_correct = sum(r.checks["correctness"].passed for r in control) / max(1, len(control))
         for r in control:
             r.kept, r.checks = True, {}
         write_traces(self.path("filtered", "unfiltered_control.jsonl"), control)
         return {"input": report["input"], "kept": report["kept"], "dropped_by_first_reason": report["dropped_by_first_reason"],
-                "mean_pass_rate": report["mean_pass_rate"],
-                "control_correct": sum(_correct(r) for r in control) / max(1, len(control))}
+                "mean_pass_rate": report["mean_pass_rate"], "control_correct": control_correct}
 
     def stage_student_distill(self) -> dict:
         return self._train("student-base", self.path("filtered", "kept.jsonl"), "student", self.config.student_epochs)
@@ -233,15 +232,6 @@ class Demo:
 
         report = write_report(self.out, self.state)
         return {"checks": report["checks"]}
-
-
-_CLEAN = CheckResult(passed=True, reason="not checked")
-
-
-def _correct(record: TraceRecord) -> bool:
-    from r1_distill.teacher.verifiers import TraceParts, check_correctness
-
-    return check_correctness(TraceParts.from_text(record.completion, record.reference_answer))[0]
 
 
 def _jsonable(config: DemoConfig) -> dict:
