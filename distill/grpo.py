@@ -31,7 +31,7 @@ R1_ZERO_TEMPLATE = (
     "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
     "User: {prompt}. Assistant: <think>\n")
 
-REWARDS = ("correctness", "format", "language", "repetition", "length")
+REWARDS = ("correctness", "format", "arithmetic", "language", "repetition", "length")
 
 
 @dataclass

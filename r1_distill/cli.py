@@ -289,7 +289,7 @@ def grpo_cmd(
     temperature: float = typer.Option(1.0, "--temperature"),
     max_completion_length: int = typer.Option(1024, "--max-completion-length"),
     rewards: str = typer.Option("correctness,format", "--rewards",
-                                help="Comma-separated: correctness, format, language, repetition, length."),
+                                help="Comma-separated: correctness, format, arithmetic, language, repetition, length."),
     reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="Comma-separated, one per reward."),
     template: str = typer.Option("chat", "--template", help="chat (the model's template) | r1-zero (plain text)."),
     prompt_suffix: Optional[str] = typer.Option(None, "--prompt-suffix", help="Default: models.yaml's."),

@@ -36,6 +36,8 @@ def test_reward_functions_score_a_right_and_a_wrong_completion():
     wrong = [{"role": "assistant", "content": "2 + 3 = 6 and no closing tag \\boxed{6}"}]
     assert correctness(completions=[right, wrong], answer=["5", "5"]) == [1.0, 0.0]
     assert fmt(completions=[right, wrong], answer=["5", "5"]) == [1.0, 0.0]
+    (arithmetic,) = build_reward_functions(["arithmetic"])
+    assert arithmetic(completions=[right, wrong], answer=["5", "5"]) == [1.0, 0.0]
 
 
 def test_unknown_reward_and_prompts_without_answers_are_clear_errors(small_vocab_model, tmp_path):
