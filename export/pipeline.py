@@ -38,7 +38,8 @@ class ExportConfig:
     quants: list[str] = field(default_factory=lambda: ["Q4_K_M"])
     base: str | None = None  # base model of an adapter (default: the adapter's own record of it)
     name: str | None = None  # file name stem (default: the model folder's name)
-    chat_template: str = "r1-distill"  # written into the GGUF: forces "<think>\n"
+    chat_template: str | None = None  # written into the GGUF (forces "<think>\n"); default: the format the
+    #                                   model was trained in (its manifest), else r1-distill
     imatrix: str | None = None
     threads: int | None = None
     greedy_tokens: int = 16
@@ -61,6 +62,15 @@ def _resolve_model(spec: str, what: str = "model") -> Path:
     except Exception as exc:
         raise UserError(f"cannot download {spec} from the hub ({type(exc).__name__}): check the id and your "
                         "network, or pass a local folder") from None
+
+
+def trained_format(folder: Path) -> str | None:
+    """The chat format `train` or `grpo` gave the model, from its manifest."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    chat_format = (json.loads(manifest.read_text()).get("metrics") or {}).get("chat_format") or {}
+    return chat_format.get("format")
 
 
 def _is_adapter(folder: Path) -> bool:
@@ -134,16 +144,26 @@ def _stage_hf_folder(model: Path, target: Path, template: str, sampling) -> Path
 
 
 def modelfile_text(gguf_name: str, sampling) -> str:
-    """An Ollama Modelfile for the R1 chat format."""
+    """An Ollama Modelfile for the R1 chat format, seen by Ollama as a thinking model.
+
+    Ollama calls a model a thinking model when its template uses ``.Thinking`` inside the range over
+    ``.Messages``, and takes the text right around it (``<think>`` ... ``</think>``) as the tags its
+    parser splits on; a prompt that ends with the opening tag (R1's forced ``<think>\\n``) starts that
+    parser inside the thinking. ``think: false`` (``.IsThinkSet`` and not ``.Think``) closes the
+    thinking in the prompt instead. Earlier turns' thinking is not sent back, as in R1's template.
+    """
     stops = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"]
     template = (
         "{{- if .System }}{{ .System }}{{ end }}\n"
         "{{- range $i, $_ := .Messages }}\n"
         "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
         "{{- if eq .Role \"user\" }}<｜User｜>{{ .Content }}\n"
-        "{{- else if eq .Role \"assistant\" }}<｜Assistant｜>{{ .Content }}{{- if not $last }}<｜end▁of▁sentence｜>{{- end }}\n"
+        "{{- else if eq .Role \"assistant\" }}<｜Assistant｜>"
+        "{{- if and $last .Thinking }}<think>\n{{ .Thinking }}\n</think>\n\n{{ end }}"
+        "{{ .Content }}{{- if not $last }}<｜end▁of▁sentence｜>{{- end }}\n"
         "{{- end }}\n"
-        "{{- if and $last (ne .Role \"assistant\") }}<｜Assistant｜><think>\n{{ end }}\n"
+        "{{- if and $last (ne .Role \"assistant\") }}<｜Assistant｜>"
+        "{{- if and $.IsThinkSet (not $.Think) }}<think>\n\n</think>\n\n{{ else }}<think>\n{{ end }}{{ end }}\n"
         "{{- end }}"
     )
     lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""',
@@ -160,8 +180,8 @@ def clean_stale_staging(out: Path) -> None:
 def export_gguf(config: ExportConfig) -> dict:
     quants = parse_quants(config.quants)
     registry = load_registry(config.models_file)
-    template = read_template(config.chat_template)
     source = _resolve_model(config.model)
+    template = read_template(config.chat_template or trained_format(source) or "r1-distill")
     adapter = _is_adapter(source)
     if not adapter:
         arch = _architecture(source)

@@ -1,10 +1,18 @@
 """Continuous batching over llama.cpp: several sequences decode together in one `llama_decode` call.
 
 One context holds `parallel` sequences (slots), each with its own KV cache of `ctx` tokens. A single
-engine thread loops: admit queued requests into free slots (first come, first served), put every
-active slot's next tokens into one batch (a new slot's prompt, or one sampled token), decode once,
-then sample each slot (numpy, exact top-p with a partial sort; see sample_token). A cancelled request (a client that went
-away) frees its slot before the next step.
+engine thread loops: admit queued requests into free slots (first come, first served; each into the
+free slot whose cached tokens share the longest prefix with its prompt, so a chat's history or a
+repeated system prompt is not prefilled again), put every active slot's next tokens into one batch
+(one sampled token per decoding slot first, then prompt chunks, oldest request first), decode once,
+then sample each slot (see :mod:`.sampling`). A cancelled request (a client that went away) frees
+its slot before the next step, also when the cancel lands while the request moves from queue to slot.
+
+Nothing a request carries can stop the loop: an error while starting or sampling a request ends that
+request with ``finish_reason="error"``; an error in a decode ends the requests in that batch. If the
+thread dies anyway, every waiting and running request is ended with an error, `failure` says why,
+later submits raise :class:`EngineFailed` at once, and ``on_failure`` is called (the server restarts
+the engine).
 
 Reasoning is tracked per slot with the shared :class:`~r1_distill.reasoning.ReasoningStreamParser`.
 A thinking budget closes the thinking by injecting ``\\n</think>\\n\\n`` once the slot has produced
@@ -28,6 +36,9 @@ import numpy as np
 from r1_distill.errors import UserError
 from r1_distill.reasoning import ReasoningStreamParser
 
+from .cpu import physical_cores
+from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
+
 CLOSE_THINKING = "\n</think>\n\n"
 
 
@@ -35,37 +46,8 @@ class QueueFull(Exception):
     pass
 
 
-def sample_token(logits: np.ndarray, temperature: float, top_p: float, top_k: int, rng: np.random.Generator,
-                 candidates: int = 256) -> int:
-    """Temperature, then top-k, then top-p (nucleus), as transformers and vLLM order them.
-
-    Exact, but fast on large vocabularies: the nucleus is looked for among the `candidates` most
-    likely tokens (a partial sort); only when they hold less than `top_p` of the mass (a flat
-    distribution) is the low tail cut by sorting the values. llama.cpp's own top-p sorts all 152k ids
-    with their indices every token: 7x slower on a tiny model here.
-    """
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    x = logits.astype(np.float64) / temperature
-    if 0 < top_k < x.size:
-        kth = np.partition(x, x.size - top_k)[x.size - top_k]
-        x = np.where(x >= kth, x, -np.inf)
-    probs = np.exp(x - x.max())
-    probs /= probs.sum()
-    if top_p < 1.0:
-        k = min(candidates, probs.size)
-        order = np.argpartition(-probs, k - 1)[:k]
-        order = order[np.argsort(-probs[order], kind="stable")]
-        cumulative = np.cumsum(probs[order])
-        if cumulative[-1] >= top_p or k == probs.size:
-            keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
-        else:  # a flat distribution: cut the low tail of mass 1 - top_p, sorting values only
-            ascending = np.sort(probs.astype(np.float32))
-            cut = int(np.searchsorted(np.cumsum(ascending, dtype=np.float64), 1.0 - top_p, side="left"))
-            keep = np.flatnonzero(probs >= ascending[min(cut, ascending.size - 1)])
-        kept = probs[keep]
-        return int(keep[min(np.searchsorted(np.cumsum(kept), rng.random() * kept.sum()), keep.size - 1)])
-    return int(min(np.searchsorted(np.cumsum(probs), rng.random()), probs.size - 1))
+class EngineFailed(Exception):
+    pass
 
 
 @dataclass
@@ -80,15 +62,28 @@ class GenerationRequest:
     thinking: bool = True  # the prompt opened the thinking (template-forced "<think>\n")
     thinking_budget: int | None = None
     wait_forcing: int = 0  # s1: replace an early </think> with "Wait" this many times
+    logprobs: int | None = None  # None: off; N: the sampled token's logprob and the N most likely
+    penalties: Penalties | None = None
+    logit_bias: dict[int, float] | None = None
+    grammar: str | None = None  # GBNF for the answer (after the thinking)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
 
 
 @dataclass
 class Event:
-    kind: str  # "reasoning" | "answer" | "raw" | "done"
+    kind: str  # "reasoning" | "answer" | "raw" | "logprob" | "done"
     text: str = ""
     finish_reason: str | None = None
     usage: dict | None = None
+    data: dict | None = None  # "logprob": {"token", "bytes", "logprob", "top", "part"}
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(diff[0]) if diff.size else n
 
 
 class _Slot:
@@ -97,12 +92,20 @@ class _Slot:
         self.request: GenerationRequest | None = None
         self.emit: Callable[[Event], None] | None = None
         self.cancelled = threading.Event()
+        self.cached: list[int] = []  # the tokens this slot's KV cache holds, in order
+        self.last_used = 0.0
+        self.samplers: LlamaSamplers | None = None
 
-    def start(self, request, emit, engine: "BatchEngine") -> None:
-        self.request, self.emit = request, emit
-        self.cancelled = threading.Event()
-        self.pending = list(request.prompt_tokens)  # tokens to feed before the next sample
-        self.n_past = 0
+    def start(self, request: GenerationRequest, emit, cancelled: threading.Event, engine: "BatchEngine") -> None:
+        self.request, self.emit, self.cancelled = request, emit, cancelled
+        prompt = request.prompt_tokens
+        reuse = min(common_prefix(self.cached, prompt), len(prompt) - 1)  # at least one token to decode
+        if reuse < len(self.cached):
+            engine.L.llama_memory_seq_rm(engine.memory, self.seq_id, reuse, -1)
+            del self.cached[reuse:]
+        self.reused = reuse
+        self.pending = list(prompt[reuse:])  # tokens to feed before the next sample
+        self.n_past = reuse
         self.generated = 0
         self.reasoning_tokens = 0
         self.waits_left = request.wait_forcing
@@ -111,24 +114,36 @@ class _Slot:
         self.text = ""
         self.emitted_upto = 0  # characters of self.text already sent (the rest may be a stop prefix)
         self.budget_spent = False
-        self.started = time.perf_counter()
+        self.started = self.admitted = time.perf_counter()
         self.first_token_at: float | None = None
-        self.rng = engine._make_rng(request)
+        self.rng = np.random.default_rng(request.seed if request.seed is not None else None)
+        self.samplers = None
+        if request.penalties is not None or request.grammar or request.logit_bias:
+            self.samplers = LlamaSamplers(engine.L, engine.vocab, engine.n_vocab, penalties=request.penalties,
+                                          gbnf=request.grammar, logit_bias=request.logit_bias)
 
     @property
     def busy(self) -> bool:
         return self.request is not None
 
+    def in_thinking(self) -> bool:
+        state = self.parser.state
+        return state == "reasoning" or (state == "start" and self.request.thinking)
+
 
 class BatchEngine:
     def __init__(self, model_path: str, *, parallel: int = 4, ctx: int = 4096, threads: int | None = None,
-                 max_queue: int = 64, n_batch: int = 512, verbose: bool = False):
+                 max_queue: int = 64, n_batch: int = 2048, n_ubatch: int = 512, verbose: bool = False,
+                 on_failure: Callable[[str], None] | None = None):
         import llama_cpp as L
         from llama_cpp._logger import set_verbose
 
         set_verbose(verbose)  # llama.cpp's load log goes through llama-cpp-python's logger
         self.L = L
-        self.parallel, self.ctx_per_slot, self.max_queue, self.n_batch = parallel, ctx, max_queue, n_batch
+        self.parallel, self.ctx_per_slot, self.max_queue = parallel, ctx, max_queue
+        self.n_batch = max(n_batch, parallel)
+        self.threads = threads or physical_cores()
+        self.on_failure = on_failure
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(model_path.encode(), mparams)
@@ -138,27 +153,31 @@ class BatchEngine:
         cparams = L.llama_context_default_params()
         cparams.n_ctx = ctx * parallel
         cparams.n_seq_max = parallel
-        cparams.n_batch = max(n_batch, parallel)
-        cparams.n_ubatch = max(n_batch, parallel)
+        cparams.n_batch = self.n_batch
+        cparams.n_ubatch = min(max(n_ubatch, parallel), self.n_batch)
         cparams.kv_unified = False
-        if threads:
-            cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.n_threads = cparams.n_threads_batch = self.threads
         self.ctx = L.llama_init_from_model(self.model, cparams)
         if not self.ctx:
+            L.llama_model_free(self.model)
             raise UserError(f"llama.cpp could not create a context of {ctx} x {parallel} tokens: lower --ctx or --parallel")
         self.memory = L.llama_get_memory(self.ctx)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
         self.metadata = self._read_metadata()
-        self.batch = L.llama_batch_init(max(n_batch, parallel), 0, 1)
+        self.batch = L.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(parallel)]
         self.waiting: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
-        self.stats = {"decode_calls": 0, "tokens_generated": 0, "prompt_tokens": 0, "cancelled": 0}
+        self.failure: str | None = None
+        self.stats = {"decode_calls": 0, "tokens_generated": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0,
+                      "cancelled": 0, "request_errors": 0}
         think_close = self.tokenize("</think>", special=True)
         self.think_close_token = think_close[0] if len(think_close) == 1 else None
-        self.thread = threading.Thread(target=self._loop, name="r1-distill-engine", daemon=True)
+        self.close_thinking_tokens = self.tokenize(CLOSE_THINKING, special=True)
+        self.wait_tokens = self.tokenize("\nWait", special=False)
+        self.thread = threading.Thread(target=self._run, name="r1-distill-engine", daemon=True)
         self.thread.start()
 
     # -- model facts ------------------------------------------------------------------------------
@@ -175,7 +194,7 @@ class BatchEngine:
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         L = self.L
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
         n_max = len(data) + 16
         arr = (L.llama_token * n_max)()
         n = L.llama_tokenize(self.vocab, data, len(data), arr, n_max, False, special)
@@ -196,6 +215,10 @@ class BatchEngine:
         return bool(self.L.llama_vocab_is_eog(self.vocab, token))
 
     # -- requests ---------------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return self.failure is None and self.thread.is_alive()
+
     def queue_length(self) -> int:
         return self.waiting.qsize()
 
@@ -204,19 +227,29 @@ class BatchEngine:
 
     def submit(self, request: GenerationRequest, emit: Callable[[Event], None]) -> Callable[[], None]:
         """Queue a request; `emit` is called from the engine thread. Returns a cancel function."""
-        if len(request.prompt_tokens) >= self.ctx_per_slot:
-            raise UserError(f"the prompt has {len(request.prompt_tokens)} tokens; the context is {self.ctx_per_slot}")
-        if self.waiting.qsize() >= self.max_queue:
-            raise QueueFull()
-        cancelled = threading.Event()
-        self.waiting.put((request, emit, cancelled))
-        self.wake.set()
+        return self.submit_many([request], [emit])[0]
 
+    def submit_many(self, requests: list[GenerationRequest], emits: list[Callable[[Event], None]]):
+        """Queue several requests at once (all or none: QueueFull if they do not all fit)."""
+        if not self.healthy:
+            raise EngineFailed(self.failure or "the engine thread is not running")
+        for r in requests:
+            if len(r.prompt_tokens) >= self.ctx_per_slot or not r.prompt_tokens:
+                raise UserError(f"the prompt has {len(r.prompt_tokens)} tokens; the context is {self.ctx_per_slot}")
+        with self.lock:
+            if self.waiting.qsize() + len(requests) > self.max_queue:
+                raise QueueFull()
+            cancels = []
+            for request, emit in zip(requests, emits):
+                cancelled = threading.Event()
+                self.waiting.put((request, emit, cancelled))
+                cancels.append(self._canceller(cancelled))
+        self.wake.set()
+        return cancels
+
+    def _canceller(self, cancelled: threading.Event) -> Callable[[], None]:
         def cancel() -> None:
-            cancelled.set()
-            for slot in self.slots:
-                if slot.request is request:
-                    slot.cancelled.set()
+            cancelled.set()  # the same event follows the request into its slot: no cancel is lost
             self.wake.set()
 
         return cancel
@@ -226,59 +259,110 @@ class BatchEngine:
         self.wake.set()
         self.thread.join(timeout=10)
         L = self.L
+        for slot in self.slots:
+            if slot.samplers is not None:
+                slot.samplers.close()
         L.llama_batch_free(self.batch)
         L.llama_free(self.ctx)
         L.llama_model_free(self.model)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _make_rng(self, r: GenerationRequest) -> np.random.Generator:
-        seed = r.seed if r.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little")
-        return np.random.default_rng(seed)
+    def _send(self, emit, event: Event) -> None:
+        try:
+            emit(event)
+        except Exception:  # a listener that went away must not stop the engine
+            pass
+
+    def _fail_request(self, emit, message: str, *, engine_stopped: bool = False) -> None:
+        self.stats["request_errors"] += 1
+        self._send(emit, Event("done", finish_reason="error", usage={"error": message, "engine_stopped": engine_stopped}))
 
     def _admit(self) -> None:
-        for slot in self.slots:
-            if slot.busy:
+        while True:
+            free = [s for s in self.slots if not s.busy]
+            if not free:
+                return
+            try:
+                request, emit, cancelled = self.waiting.get_nowait()
+            except queue.Empty:
+                return
+            if cancelled.is_set():
+                self.stats["cancelled"] += 1
                 continue
-            while True:
-                try:
-                    request, emit, cancelled = self.waiting.get_nowait()
-                except queue.Empty:
-                    return
-                if cancelled.is_set():
-                    self.stats["cancelled"] += 1
-                    continue
-                slot.start(request, emit, self)
-                break
+            slot = max(free, key=lambda s: (common_prefix(s.cached, request.prompt_tokens), -s.last_used))
+            try:
+                slot.start(request, emit, cancelled, self)
+            except Exception as exc:
+                self._release(slot, clear_cache=True)
+                self._fail_request(emit, f"could not start the request: {exc}")
+                continue
+            self.stats["prompt_tokens"] += len(request.prompt_tokens)
+            self.stats["prompt_tokens_reused"] += slot.reused
 
-    def _release(self, slot: _Slot) -> None:
-        self.L.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+    def _release(self, slot: _Slot, *, clear_cache: bool = False) -> None:
+        if clear_cache:
+            self.L.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            slot.cached = []
+        if slot.samplers is not None:
+            slot.samplers.close()
+            slot.samplers = None
         slot.request = slot.emit = None
+        slot.last_used = time.perf_counter()
 
     def _finish(self, slot: _Slot, reason: str) -> None:
         tail = slot.decoder.decode(b"", final=True)
         slot.text += tail
         self._flush_text(slot, final=True)
         for kind, text in slot.parser.finish():
-            slot.emit(Event(kind, text))
+            self._send(slot.emit, Event(kind, text))
         r = slot.request
         usage = {
             "prompt_tokens": len(r.prompt_tokens), "completion_tokens": slot.generated,
             "total_tokens": len(r.prompt_tokens) + slot.generated, "reasoning_tokens": slot.reasoning_tokens,
+            "cached_tokens": slot.reused,
             "time_to_first_token_s": (slot.first_token_at or time.perf_counter()) - slot.started,
             "duration_s": time.perf_counter() - slot.started,
         }
-        slot.emit(Event("done", finish_reason=reason, usage=usage))
-        self._release(slot)
+        emit = slot.emit
+        self._release(slot)  # free before telling: a client that sees "done" finds its slot free
+        self._send(emit, Event("done", finish_reason=reason, usage=usage))
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # the loop itself broke: fail fast, never hang a client
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self._fail_everything(self.failure)
+            if self.on_failure is not None:
+                try:
+                    self.on_failure(self.failure)
+                except Exception:
+                    pass
+
+    def _fail_everything(self, message: str) -> None:
+        for slot in self.slots:
+            if slot.busy:
+                emit = slot.emit
+                try:
+                    self._release(slot, clear_cache=True)
+                except Exception:
+                    slot.request = slot.emit = None
+                self._fail_request(emit, f"the engine stopped: {message}", engine_stopped=True)
+        while True:
+            try:
+                _, emit, _ = self.waiting.get_nowait()
+            except queue.Empty:
+                break
+            self._fail_request(emit, f"the engine stopped: {message}", engine_stopped=True)
 
     def _loop(self) -> None:
         while not self.stopping:
             with self.lock:
-                self._admit()
-                active = [s for s in self.slots if s.busy]
-                for slot in active:
-                    if slot.cancelled.is_set():
+                for slot in self.slots:
+                    if slot.busy and slot.cancelled.is_set():
                         self.stats["cancelled"] += 1
                         self._release(slot)
+                self._admit()
                 active = [s for s in self.slots if s.busy]
                 if not active:
                     self.wake.clear()
@@ -290,19 +374,22 @@ class BatchEngine:
             except Exception as exc:  # never leave clients hanging
                 for slot in active:
                     if slot.busy:
-                        slot.emit(Event("done", finish_reason="error", usage={"error": str(exc)}))
-                        self._release(slot)
+                        emit = slot.emit
+                        self._release(slot, clear_cache=True)
+                        self._fail_request(emit, str(exc))
 
     def _step(self, active: list[_Slot]) -> None:
         L, batch = self.L, self.batch
-        capacity = max(self.n_batch, self.parallel)
         n = 0
         sample_at: dict[int, int] = {}
-        # decoding slots first (one token each), then prompt chunks in the room left
-        for slot in sorted(active, key=lambda s: len(s.pending) > 1):
-            room = capacity - n
+        fed: list[tuple[_Slot, list[int]]] = []
+        # decoding slots first (one token each), then prompt chunks in the room left, oldest request first
+        for slot in sorted(active, key=lambda s: (len(s.pending) > 1, s.admitted)):
+            room = self.n_batch - n
             if room <= 0:
                 break
+            if not slot.pending:
+                continue
             chunk = slot.pending[:room]
             for i, token in enumerate(chunk):
                 batch.token[n] = token
@@ -311,37 +398,68 @@ class BatchEngine:
                 batch.seq_id[n][0] = slot.seq_id
                 batch.logits[n] = False
                 n += 1
-            slot.n_past += len(chunk)
-            del slot.pending[: len(chunk)]
-            if not slot.pending:  # this slot's input is all in: sample from its last position
+            fed.append((slot, chunk))
+            if len(chunk) == len(slot.pending):  # this slot's input is all in: sample from its last position
                 batch.logits[n - 1] = True
                 sample_at[slot.seq_id] = n - 1
+        if n == 0:
+            return
         batch.n_tokens = n
         code = L.llama_decode(self.ctx, batch)
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
+        for slot, chunk in fed:
+            slot.n_past += len(chunk)
+            slot.cached.extend(chunk)
+            del slot.pending[: len(chunk)]
         self.stats["decode_calls"] += 1
         for slot in active:
-            if slot.seq_id in sample_at:
-                self._sample(slot, sample_at[slot.seq_id])
+            if slot.busy and slot.seq_id in sample_at:
+                try:
+                    self._sample(slot, sample_at[slot.seq_id])
+                except Exception as exc:  # this request only
+                    if slot.busy:
+                        emit = slot.emit
+                        self._release(slot, clear_cache=True)
+                        self._fail_request(emit, f"sampling failed: {exc}")
+
+    def _choose(self, slot: _Slot, logits: np.ndarray, grammar_on: bool) -> int | None:
+        r, samplers = slot.request, slot.samplers
+        if samplers is not None:
+            logits = samplers.adjust(logits)
+        token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.rng)
+        if grammar_on and samplers is not None and samplers.grammar is not None and not samplers.grammar_allows(token):
+            masked = samplers.grammar_mask(logits)
+            if not np.isfinite(masked).any():
+                return None  # the grammar allows nothing more
+            token = sample_token(masked, r.temperature, r.top_p, r.top_k, slot.rng)
+        return token
 
     def _sample(self, slot: _Slot, index: int) -> None:
         r = slot.request
         logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
-        token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.rng)
+        in_thinking = slot.in_thinking()
+        grammar_on = not in_thinking
+        token = self._choose(slot, logits, grammar_on)
+        if token is None:
+            return self._finish(slot, "stop")
         if slot.first_token_at is None:
             slot.first_token_at = time.perf_counter()
         self.stats["tokens_generated"] += 1
         slot.generated += 1
-        in_thinking = not slot.parser.thinking_closed and slot.parser.state != "answer"
         if in_thinking:
             slot.reasoning_tokens += 1
+        if r.logprobs is not None:
+            chosen, top = top_logprobs(log_softmax(logits), token, r.logprobs)
+            self._send(slot.emit, Event("logprob", data={
+                "token": token, "logprob": chosen, "top": top, "part": "reasoning" if in_thinking else "answer"}))
         if self.is_eog(token):
             return self._finish(slot, "stop")
+        if slot.samplers is not None:
+            slot.samplers.accept(token, grammar=grammar_on)
         if token == self.think_close_token and in_thinking and slot.waits_left > 0:
             slot.waits_left -= 1  # s1 budget forcing: keep thinking
-            forced = self.tokenize("\nWait", special=False)
-            self._feed_forced(slot, forced, "\nWait")
+            self._feed_forced(slot, self.wait_tokens, "\nWait")
         else:
             slot.pending.append(token)
             self._add_text(slot, slot.decoder.decode(self.token_bytes(token)))
@@ -350,7 +468,7 @@ class BatchEngine:
         if (r.thinking_budget is not None and in_thinking and not slot.budget_spent
                 and slot.reasoning_tokens >= r.thinking_budget and not slot.parser.thinking_closed):
             slot.budget_spent = True
-            self._feed_forced(slot, self.tokenize(CLOSE_THINKING, special=True), CLOSE_THINKING)
+            self._feed_forced(slot, self.close_thinking_tokens, CLOSE_THINKING)
         if slot.busy and slot.generated >= r.max_tokens:
             self._finish(slot, "length")
         elif slot.busy and slot.n_past + len(slot.pending) >= self.ctx_per_slot:
@@ -385,6 +503,6 @@ class BatchEngine:
         fresh = slot.text[slot.emitted_upto: upto]
         slot.emitted_upto = upto
         if fresh:
-            slot.emit(Event("raw", fresh))
+            self._send(slot.emit, Event("raw", fresh))
             for kind, text in slot.parser.feed(fresh):
-                slot.emit(Event(kind, text))
+                self._send(slot.emit, Event(kind, text))

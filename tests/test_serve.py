@@ -169,7 +169,7 @@ MALFORMED = [
     (CHAT, {"messages": OK_MSGS, "top_p": 1.5}), (CHAT, {"messages": OK_MSGS, "top_k": -3}),
     (CHAT, {"messages": OK_MSGS, "stream": "yes"}), (CHAT, {"messages": OK_MSGS, "stream_options": "x"}),
     (CHAT, {"messages": OK_MSGS, "stream_options": {"include_usage": "yes"}}),
-    (CHAT, {"messages": OK_MSGS, "n": 2}), (CHAT, {"messages": OK_MSGS, "n": 0}),
+    (CHAT, {"messages": OK_MSGS, "n": 17}), (CHAT, {"messages": OK_MSGS, "n": 0}),
     (CHAT, {"messages": OK_MSGS, "stop": 5}), (CHAT, {"messages": OK_MSGS, "stop": [""]}),
     (CHAT, {"messages": OK_MSGS, "stop": ""}), (CHAT, {"messages": OK_MSGS, "stop": ["s"] * 17}),
     (CHAT, {"messages": OK_MSGS, "seed": "abc"}), (CHAT, {"messages": OK_MSGS, "reasoning_format": "xml"}),
@@ -180,7 +180,7 @@ MALFORMED = [
     (CHAT, {"messages": OK_MSGS, "chat_template_kwargs": "x"}), (CHAT, {"messages": OK_MSGS, "model": 5}),
     (CHAT, {"messages": [{"role": "user", "content": LONG}]}),
     ("/v1/completions", {}), ("/v1/completions", {"prompt": ""}), ("/v1/completions", {"prompt": 5}),
-    ("/v1/completions", {"prompt": ["a", "b"]}), ("/v1/completions", {"prompt": "hi", "max_tokens": -2}),
+    ("/v1/completions", {"prompt": ["a"] * 17}), ("/v1/completions", {"prompt": "hi", "max_tokens": -2}),
     ("/v1/completions", {"prompt": LONG}), ("/v1/nope", {"messages": OK_MSGS}),
     (CHAT, b"{" + b" " * (5 << 20) + b"}"),
 ]
