@@ -17,7 +17,8 @@ from r1_distill.files import read_jsonl, write_json_atomic
 from r1_distill.manifest import write_manifest
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
-from .verifiers import VERIFIERS, TraceParts
+from r1_distill.grading import TraceParts, grade
+from r1_distill.grading.pool import GradingPool
 
 # order matters: a dropped trace's reason is its first failing check
 CHECK_ORDER = ["decontamination", "duplicate_prompt", "duplicate_trace", "length", "format", "correctness",
@@ -44,6 +45,7 @@ class FilterConfig:
     max_tokens: Optional[int] = None
     judge: Optional[str] = None  # OpenAI-compatible base URL of an LLM judge for unparsable answers
     judge_model: str = "judge"
+    workers: Optional[int] = None  # grading processes; default: every available core
 
 
 def _words(text: str) -> list[str]:
@@ -110,28 +112,37 @@ def _judge(config: FilterConfig, problem: str, answer: str, reference: str) -> O
     return True if text.startswith("YES") else False if text.startswith("NO") else None
 
 
-def run_checks(record: TraceRecord, config: FilterConfig) -> dict[str, CheckResult]:
-    parts = TraceParts(completion=record.completion, reasoning=record.reasoning, answer=record.answer,
-                       thinking_closed="</think>" in record.completion or bool(record.answer),
-                       reference=record.reference_answer, finish_reason=record.finish_reason,
-                       completion_tokens=record.completion_tokens)
-    options = {
+GRADED_CHECKS = ["length", "format", "correctness", "arithmetic", "language", "readability", "repetition"]
+
+
+def _check_options(config: FilterConfig) -> dict[str, dict]:
+    return {
         "length": {"min_tokens": config.min_tokens, "max_tokens": config.max_tokens},
         "language": {"expected": config.language, "min_share": config.min_language_share},
         "readability": {"max_paragraph_chars": config.max_paragraph_chars, "allow_code": config.allow_code},
         "repetition": {"max_ratio": config.max_repetition},
     }
-    results = {}
-    for name, check in VERIFIERS.items():
-        if name == "arithmetic" and not config.check_arithmetic:
-            continue
-        passed, reason = check(parts, **options.get(name, {}))
-        if (name == "correctness" and not passed and config.judge and parts.answer.strip() and parts.reference
+
+
+def run_checks(records: list[TraceRecord], config: FilterConfig, pool: Optional[GradingPool] = None) -> list[dict[str, CheckResult]]:
+    """Every graded check on every record, on all cores, each under its hard time limit
+    (r1_distill.grading); an unreadable answer goes to the LLM judge when one is given."""
+    names = [n for n in GRADED_CHECKS if n != "arithmetic" or config.check_arithmetic]
+    parts = [TraceParts.from_record(r) for r in records]
+    if pool is None:
+        with GradingPool(config.workers) as own:
+            verdicts = grade(parts, names, _check_options(config), pool=own)
+    else:
+        verdicts = grade(parts, names, _check_options(config), pool=pool)
+    results = []
+    for record, p, verdict in zip(records, parts, verdicts):
+        passed, reason = verdict["correctness"]
+        if (not passed and config.judge and p.answer.strip() and p.reference
                 and ("cannot be parsed" in reason or "no parsable" in reason)):
-            verdict = _judge(config, record.problem, parts.answer, parts.reference)
-            if verdict is not None:
-                passed, reason = verdict, f"LLM judge: {'equivalent' if verdict else 'not equivalent'}"
-        results[name] = CheckResult(passed=passed, reason=reason)
+            judged = _judge(config, record.problem, p.answer, p.reference)
+            if judged is not None:
+                verdict["correctness"] = (judged, f"LLM judge: {'equivalent' if judged else 'not equivalent'}")
+        results.append({name: CheckResult(passed=v[0], reason=v[1]) for name, v in verdict.items()})
     return results
 
 
@@ -168,7 +179,8 @@ def filter_traces(config: FilterConfig) -> dict:
         r.checks["duplicate_trace"] = CheckResult(
             passed=first_sample == r.sample_index,
             reason=f"same trace as sample {first_sample}" if first_sample != r.sample_index else "unique")
-        r.checks.update(run_checks(r, config))
+    for r, verdicts in zip(records, run_checks(records, config)):
+        r.checks.update(verdicts)
 
     by_prompt: dict[str, list[TraceRecord]] = defaultdict(list)
     for r in records:

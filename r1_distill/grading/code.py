@@ -1,0 +1,119 @@
+"""The `code` check: the completion's final code block, run against the problem's tests in the sandbox.
+
+A code problem's reference is its tests, carried in the trace's `reference_answer` as JSON (so the
+trace record and the GRPO dataset need no other column): ``{"code_tests": {"tests": [...]}}``, where
+each test is one of
+
+* ``{"input": "...", "output": "..."}``: a stdin/stdout case (CodeContests, LiveCodeBench); the
+  program's stdout must equal `output`, up to trailing whitespace on each line and at the end;
+* ``{"assert": "assert add(2, 3) == 5"}``: code run after the solution (MBPP's test list);
+* ``{"check": "def check(candidate): ...", "entry_point": "add"}``: HumanEval's form, run as
+  ``check(add)`` after the solution.
+
+A prompt file gives them in a `tests` field (:func:`code_reference` turns them into the reference).
+Each test runs in its own sandbox (:mod:`r1_distill.grading.sandbox`); the first failing test ends
+the check with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+from .parts import TraceParts, Verdict
+from .sandbox import Limits, SandboxUnavailable, interpreter, run_sandboxed
+
+KEY = "code_tests"
+_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def code_reference(tests: Any, *, limits: Optional[dict] = None) -> str:
+    """The reference string for a code problem, from a prompt file's `tests` field."""
+    if isinstance(tests, str):
+        tests = json.loads(tests)
+    if isinstance(tests, dict) and KEY in tests:
+        tests = tests[KEY]["tests"]
+    if not isinstance(tests, list) or not tests:
+        raise ValueError("`tests` must be a non-empty list of {input, output}, {assert} or {check, entry_point}")
+    for i, t in enumerate(tests):
+        if isinstance(t, str):
+            tests[i] = t = {"assert": t}
+        if not isinstance(t, dict) or not ({"input", "output"} <= t.keys() or "assert" in t or {"check", "entry_point"} <= t.keys()):
+            raise ValueError(f"test {i + 1} is neither {{input, output}}, {{assert}} nor {{check, entry_point}}: {str(t)[:100]}")
+    body: dict[str, Any] = {"tests": tests}
+    if limits:
+        body["limits"] = limits
+    return json.dumps({KEY: body}, ensure_ascii=False)
+
+
+def is_code_reference(reference: str) -> bool:
+    return reference.lstrip().startswith('{"' + KEY + '"')
+
+
+def _tests_and_limits(reference: str) -> tuple[list[dict], Limits]:
+    body = json.loads(reference)[KEY]
+    return body["tests"], Limits(**body.get("limits", {}))
+
+
+def wall_limit(reference: str) -> float:
+    """The hard limit for grading one completion: every test's wall clock, plus start-up."""
+    try:
+        tests, limits = _tests_and_limits(reference)
+    except (ValueError, KeyError, TypeError):
+        return 10.0
+    return len(tests) * (limits.wall_s + 1.0) + 5.0
+
+
+def final_code_block(answer: str) -> Optional[str]:
+    """The last fenced code block (```python ... ```) of the answer."""
+    blocks = _BLOCK_RE.findall(answer)
+    return blocks[-1][1] if blocks else None
+
+
+def _same_output(got: str, expected: str) -> bool:
+    def norm(s: str) -> list[str]:
+        return [line.rstrip() for line in s.strip().splitlines()]
+
+    return norm(got) == norm(expected)
+
+
+def run_test(program: str, test: dict, limits: Limits) -> Verdict:
+    python = interpreter()
+    if "input" in test:
+        result = run_sandboxed({"solution.py": program}, [python, "-I", "/code/solution.py"], stdin=str(test["input"]),
+                               limits=limits)
+        if result.reason:
+            return False, result.reason
+        if not _same_output(result.stdout, str(test["output"])):
+            return False, f"wrong output: expected {str(test['output'])[:60]!r}, got {result.stdout[:60]!r}"
+        return True, f"output matches ({result.seconds:.2f} s)"
+    if "assert" in test:
+        harness = f"{program}\n\n# -- test --\n{test['assert']}\n"
+    else:
+        harness = f"{program}\n\n# -- test --\n{test['check']}\n\ncheck({test['entry_point']})\n"
+    result = run_sandboxed({"test.py": harness}, [python, "-I", "/code/test.py"], limits=limits)
+    if result.reason:
+        if "AssertionError" in result.stderr:
+            return False, f"assertion failed: {(test.get('assert') or 'check(' + test['entry_point'] + ')')[:100]}"
+        return False, result.reason
+    return True, f"tests pass ({result.seconds:.2f} s)"
+
+
+def check_code(t: TraceParts) -> Verdict:
+    if not t.reference or not is_code_reference(t.reference):
+        return False, "not a code problem: the reference holds no tests"
+    if not t.answer.strip():
+        return False, "empty answer after </think>" if t.thinking_closed else "no answer: the thinking never closed"
+    program = final_code_block(t.answer)
+    if program is None:
+        return False, "no code block in the answer"
+    tests, limits = _tests_and_limits(t.reference)
+    try:
+        for i, test in enumerate(tests):
+            ok, reason = run_test(program, test, limits)
+            if not ok:
+                return False, f"test {i + 1} of {len(tests)}: {reason}"
+    except SandboxUnavailable as exc:
+        return False, str(exc)
+    return True, f"all {len(tests)} tests pass"

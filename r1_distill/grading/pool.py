@@ -1,0 +1,221 @@
+"""Grading in worker processes, every step under a hard wall-clock limit, on all cores.
+
+A job is one payload (a trace) and a list of steps (checks) run in order in one worker. Each step has
+its own limit: when it runs past it, the worker is killed (SIGKILL: nothing in it can refuse, not
+math-verify stuck in C big-integer arithmetic, not a sandbox it started, which dies with it), the
+step gets a :class:`Failure` with the reason, a fresh worker takes its place and the job's remaining
+steps go on there. A worker that dies (out of memory, a segfault) is the same: its step fails with
+the exit code. Nothing waits forever and no item is lost.
+
+Workers fork from a fork server that has imported the grading code once, so a replacement starts in
+milliseconds and carries nothing of the parent (no torch, no CUDA, no open model).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any, Callable, Optional
+
+PRELOAD = ["r1_distill.grading.registry", "math_verify", "latex2sympy2_extended", "sympy"]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the key of its result
+    func: str  # "module:function", called as function(payload, **kwargs)
+    kwargs: dict = field(default_factory=dict)
+    timeout_s: float = 10.0
+
+
+@dataclass
+class Job:
+    payload: Any
+    steps: list[Step]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A step that did not return: it ran past its limit, its worker died, or it raised."""
+    reason: str
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_FUNCS: dict[str, Callable] = {}
+
+
+def _resolve(ref: str) -> Callable:
+    if ref not in _FUNCS:
+        module, name = ref.split(":")
+        _FUNCS[ref] = getattr(importlib.import_module(module), name)
+    return _FUNCS[ref]
+
+
+def _worker_main(conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when work stops
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-outs come back as verdicts
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        job_id, payload, steps = message
+        for i, step in enumerate(steps):
+            started = time.perf_counter()
+            try:
+                result = _resolve(step.func)(payload, **step.kwargs)
+            except Exception as exc:
+                result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
+            conn.send((job_id, i, result, time.perf_counter() - started))
+
+
+class _Worker:
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: Optional[int] = None
+        self.steps: list[Step] = []
+        self.step = 0
+        self.deadline = 0.0
+
+    def start(self, job_id: int, payload, steps: list[Step]) -> None:
+        self.job, self.steps, self.step = job_id, steps, 0
+        self.deadline = time.monotonic() + steps[0].timeout_s
+        self.conn.send((job_id, payload, steps))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class GradingPool:
+    """`run(jobs)` grades every job and returns, for each, {step name: result or Failure}."""
+
+    def __init__(self, workers: Optional[int] = None):
+        self.size = max(1, workers or available_cpus())
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()  # one run at a time (TRL may call rewards from threads)
+        self.killed = 0  # workers killed for running past a limit, or found dead
+        self.seconds: list[dict[str, float]] = []  # the last run's wall time per job and step
+
+    def _ensure(self) -> None:
+        self._workers = [w for w in self._workers if w.proc.is_alive()]
+        while len(self._workers) < self.size:
+            self._workers.append(_Worker(self._ctx))
+
+    def run(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = [{} for _ in jobs]
+        self.seconds = [{} for _ in jobs]
+        queue = deque((i, job.steps) for i, job in enumerate(jobs) if job.steps)
+        if not queue:
+            return results
+        self._ensure()
+        idle = deque(self._workers)
+        busy: dict[Any, _Worker] = {}
+        while queue or busy:
+            while queue and idle:
+                worker = idle.popleft()
+                job_id, steps = queue.popleft()
+                worker.start(job_id, jobs[job_id].payload, steps)
+                busy[worker.conn] = worker
+            now = time.monotonic()
+            timeout = max(0.0, min(w.deadline for w in busy.values()) - now)
+            for conn in wait(list(busy), timeout=timeout):
+                worker = busy[conn]
+                try:
+                    job_id, i, result, seconds = conn.recv()
+                except (EOFError, OSError):
+                    worker.proc.join(1)
+                    code = worker.proc.exitcode
+                    self._fail(worker, results, queue, f"the grading process died (exit code {code})")
+                    del busy[conn]
+                    idle.append(self._replace(worker))
+                    continue
+                step = worker.steps[i]
+                results[job_id][step.name] = result
+                self.seconds[job_id][step.name] = seconds
+                worker.step = i + 1
+                if worker.step < len(worker.steps):
+                    worker.deadline = time.monotonic() + worker.steps[worker.step].timeout_s
+                else:
+                    del busy[conn]
+                    idle.append(worker)
+            now = time.monotonic()
+            for conn, worker in list(busy.items()):
+                if now >= worker.deadline:
+                    step = worker.steps[worker.step]
+                    self._fail(worker, results, queue, f"{step.name} timed out after {step.timeout_s:g} s (hard limit)")
+                    del busy[conn]
+                    idle.append(self._replace(worker))
+        return results
+
+    def _fail(self, worker: _Worker, results, queue, reason: str) -> None:
+        step = worker.steps[worker.step]
+        results[worker.job][step.name] = Failure(reason)
+        self.seconds[worker.job][step.name] = step.timeout_s
+        rest = worker.steps[worker.step + 1:]
+        if rest:
+            queue.appendleft((worker.job, rest))
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        self.killed += 1
+        fresh = _Worker(self._ctx)
+        self._workers = [fresh if w is worker else w for w in self._workers]
+        return fresh
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for worker in self._workers:
+            worker.proc.join(2)
+            worker.kill()
+        self._workers = []
+
+    def __enter__(self) -> "GradingPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_SHARED: Optional[GradingPool] = None
+
+
+def shared_pool() -> GradingPool:
+    """One pool per process for callers that grade a batch at a time (GRPO rewards, eval)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = GradingPool()
+        atexit.register(_SHARED.close)
+    return _SHARED
