@@ -149,9 +149,10 @@ def _forms(ref: str) -> tuple[list[str], list[str]]:
     if isinstance(obj, Integer) or (isinstance(obj, sympy.Mul) and obj.is_Integer):
         return _integer(int(obj), ref)
     if "%" in ref:
-        value = obj.evalf()
-        return [f"{_l(obj * 100)}\\%", f"{float(value):g}", f"{_l(obj * 100)} \\text{{ percent}}"], \
-            [f"{_l(obj * 100 + 1)}\\%", f"{_l(obj * 1000)}\\%"]
+        n = Fraction(re.search(r"-?\d*\.?\d+", ref).group())
+        shown = f"{float(n):g}"
+        return [f"{shown} \\text{{ percent}}", f"{float(n / 100):g}", f"{shown}\\,\\%"], \
+            [f"{float(n + 1):g}\\%", f"{float(n * 10):g}\\%"]
     if isinstance(obj, sympy.Float):
         return _decimal(ref, obj)
     if isinstance(obj, Rational):
@@ -216,5 +217,5 @@ def _forms(ref: str) -> tuple[list[str], list[str]]:
             eq.append(_l(rhs))
         else:  # an equation (a line, a plane): the same equation scaled
             eq.append(f"{_l(2 * lhs)} = {_l(2 * rhs)}")
-        return eq, [f"{_l(lhs)} = {_l(rhs + 1)}", f"{_l(lhs + 1)} = {_l(2 * rhs if rhs != 0 else 1)}"]
+        return eq, [f"{_l(lhs)} = {_l(rhs + 1)}", f"{_l(lhs + 2)} = {_l(rhs)}"]
     return _expr_forms(obj)

@@ -9,8 +9,8 @@ percent, degrees, decimals against fractions (to 6 places), radicals, complex nu
 the last sentence of an unboxed answer ("Ann has 12 pens."). What it provably gets wrong, and what
 is added here (each pinned by tests/test_grading_shapes.py):
 
-* words: it reads `\\text{east}` and `seat` as products of single-letter symbols, so anagrams match
-  (`\\text{east}` = `\\text{seat}` under commutativity). Word answers compare as words.
+* words: it reads `east` and `seat` as products of single-letter symbols, so anagrams match
+  (e*a*s*t = s*e*a*t). Word answers compare as words.
 * base-b numerals: it drops the subscript, so `204_6` equals the reference `204_5`. The digits and,
   where the answer writes one, the base must agree.
 * small decimals: it rounds to 6 places, so `0.0000673` equals the reference `.0000672`. Numbers
@@ -134,7 +134,7 @@ def check_words(answer: str, expected: str, reference: str) -> Verdict:
     if got is None:
         return False, f"answer {got_text[:80]!r} is not the word answer {reference!r}"
     ok = got == expected
-    return ok, f"answer {got_text!r} {'matches' if ok else 'does not match'} reference {reference!r}"
+    return ok, f"answer {_short(got_text)!r} {'matches' if ok else 'does not match'} reference {reference!r}"
 
 
 # -- what math-verify lacks: base-b numerals --------------------------------------------------------
@@ -162,7 +162,7 @@ def check_base_numeral(answer: str, digits: str, base: int, reference: str) -> V
     if got_base is not None and got_base != base:
         return False, f"answer {got_text!r} is in base {got_base}, the reference {reference!r} in base {base}"
     ok = got_digits == digits
-    return ok, f"answer {got_text!r} {'matches' if ok else 'does not match'} reference {reference!r}"
+    return ok, f"answer {_short(got_text)!r} {'matches' if ok else 'does not match'} reference {reference!r}"
 
 
 # -- the check ------------------------------------------------------------------------------------
@@ -182,7 +182,11 @@ def check_math_answer(answer: str, reference: str) -> Verdict:
         return False, "no parsable final answer"
     ok = equal(gold, pred, float_rounding=max(6, decimal_places(reference)))
     shown = last_boxed(answer) or (pred[-1] if isinstance(pred[-1], str) else str(pred[0]))
-    return ok, f"answer {shown!r} {'matches' if ok else 'does not match'} reference {reference!r}"
+    return ok, f"answer {_short(shown)!r} {'matches' if ok else 'does not match'} reference {reference!r}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_correctness(t: TraceParts) -> Verdict:

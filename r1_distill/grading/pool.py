@@ -66,8 +66,12 @@ def _resolve(ref: str) -> Callable:
     return _FUNCS[ref]
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, memory_mb: Optional[int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when work stops
+    if memory_mb:  # a hostile answer that builds a giant number fails here, not on the host
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-outs come back as verdicts
     while True:
         try:
@@ -87,9 +91,9 @@ def _worker_main(conn) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx):
+    def __init__(self, ctx, memory_mb: Optional[int]):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_mb), daemon=True)
         self.proc.start()
         child.close()
         self.job: Optional[int] = None
@@ -112,8 +116,9 @@ class _Worker:
 class GradingPool:
     """`run(jobs)` grades every job and returns, for each, {step name: result or Failure}."""
 
-    def __init__(self, workers: Optional[int] = None):
+    def __init__(self, workers: Optional[int] = None, memory_mb: Optional[int] = 4096):
         self.size = max(1, workers or available_cpus())
+        self.memory_mb = memory_mb  # address-space cap of each worker
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._workers: list[_Worker] = []
@@ -124,7 +129,7 @@ class GradingPool:
     def _ensure(self) -> None:
         self._workers = [w for w in self._workers if w.proc.is_alive()]
         while len(self._workers) < self.size:
-            self._workers.append(_Worker(self._ctx))
+            self._workers.append(_Worker(self._ctx, self.memory_mb))
 
     def run(self, jobs: list[Job]) -> list[dict[str, Any]]:
         with self._lock:
@@ -187,7 +192,7 @@ class GradingPool:
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
         self.killed += 1
-        fresh = _Worker(self._ctx)
+        fresh = _Worker(self._ctx, self.memory_mb)
         self._workers = [fresh if w is worker else w for w in self._workers]
         return fresh
 

@@ -78,14 +78,15 @@ def _verdict(result) -> Verdict:
 
 
 def grade(items: list[TraceParts], names: list[str], options: Optional[dict[str, dict]] = None,
-          pool: Optional[GradingPool] = None) -> list[dict[str, Verdict]]:
-    """Every named check's verdict on every item, on all cores, each under its hard time limit."""
+          pool: Optional[GradingPool] = None, limits: Optional[dict[str, float]] = None) -> list[dict[str, Verdict]]:
+    """Every named check's verdict on every item, on all cores, each under its hard time limit
+    (`limits` overrides a check's own, in seconds)."""
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise KeyError(f"unknown checks {unknown}: known are {sorted(CHECKS)}")
-    options = options or {}
+    options, limits = options or {}, limits or {}
     jobs = [Job(parts, [Step(n, "r1_distill.grading.registry:run_check", {"check": n, **options.get(n, {})},
-                             CHECKS[n].limit_for(parts)) for n in names]) for parts in items]
+                             limits.get(n) or CHECKS[n].limit_for(parts)) for n in names]) for parts in items]
     results = (pool or shared_pool()).run(jobs)
     return [{n: _verdict(r[n]) for n in names} for r in results]
 
