@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -234,6 +235,7 @@ class Submission:
         loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
         self.remaining = len(requests)
+        self.checked = time.monotonic()
         emits = [(lambda ev, i=i: loop.call_soon_threadsafe(self.events.put_nowait, (i, ev))) for i in range(len(requests))]
         try:
             self.cancels = engine.submit_many(requests, emits)
@@ -253,12 +255,14 @@ class Submission:
     async def next(self, request: Optional[Request] = None) -> tuple[int, Event]:
         """The next event; with `request`, a client that went away cancels everything (499)."""
         while True:
+            if request is not None and time.monotonic() - self.checked > 0.25:
+                self.checked = time.monotonic()  # checked on a clock: events may never pause
+                if await request.is_disconnected():
+                    self.cancel()
+                    raise APIError(499, "client disconnected")
             try:
                 i, ev = await asyncio.wait_for(self.events.get(), timeout=0.25)
             except asyncio.TimeoutError:
-                if request is not None and await request.is_disconnected():
-                    self.cancel()
-                    raise APIError(499, "client disconnected")
                 continue
             if ev.kind == "done":
                 self.remaining -= 1
