@@ -6,19 +6,38 @@ Trainer writes last; resuming from it fails. The last complete one is the place 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from rich.console import Console
+from transformers import TrainerCallback
 
 
-def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+def last_complete_checkpoint(checkpoints: Path, *, remove: bool = True) -> Path | None:
     """The newest checkpoint with its trainer state; newer, half-written ones are removed (nothing in them
     can be resumed, and the Trainer would otherwise pick them)."""
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for path in saved:
         if (path / "trainer_state.json").is_file():
             return path
+        if not remove:
+            continue
         Console(stderr=True).print(f"[yellow]{path.name} was not finished (the run stopped while saving it): "
                                    "removed; resuming from the one before[/yellow]")
         shutil.rmtree(path)
     return None
+
+
+class SaveEveryMinutes(TrainerCallback):
+    """Also save when `minutes` have passed since the last checkpoint (long runs on few, slow steps)."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.last = minutes * 60, time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.last >= self.seconds:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = time.monotonic()

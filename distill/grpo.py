@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.distill.checkpoints import last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
@@ -143,11 +142,12 @@ def grpo(config: GRPORunConfig) -> dict:
     import importlib.util
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from r1_distill.distill.train import save_trained_model
-    from r1_distill.registry import load_registry
+    from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
+    from r1_distill.distill.train import resume_checkpoint, save_trained_model
+    from r1_distill.registry import load_registry, read_template
 
     if config.template not in ("chat", "r1-zero"):
         raise UserError(f"unknown template {config.template!r}: chat or r1-zero")
@@ -159,18 +159,27 @@ def grpo(config: GRPORunConfig) -> dict:
     dataset = build_prompt_dataset(config, suffix)
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model)
+        model_config = AutoConfig.from_pretrained(config.model)
     except OSError as exc:
         raise UserError(f"cannot load a tokenizer from {config.model}: {str(exc).splitlines()[0]}") from None
-    if config.template == "chat" and not tokenizer.chat_template:
-        raise UserError(f"{config.model} has no chat template: pass --template r1-zero for a base model")
+    plan = None
+    if config.template == "chat":
+        # a model without R1's format (a hub base) gets it as `train` gives it, so rewards see one format
+        had_template = tokenizer.chat_template
+        tokenizer, plan = prepare_tokenizer(tokenizer, model_config, format_spec(registry, "r1-distill"), registry)
+        if plan.changed_ids or not had_template:
+            tokenizer.chat_template = read_template("r1-distill")
     cuda = torch.cuda.is_available()
     use_vllm = config.use_vllm if config.use_vllm is not None else (cuda and importlib.util.find_spec("vllm") is not None)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.bfloat16 if cuda else torch.float32)
+    if plan is not None:
+        prepare_model(model, plan, tokenizer)
     peft_config = None
     if config.method == "lora":
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM",
+                                 trainable_token_indices=(plan.changed_ids if plan else None) or None)
     elif config.method != "full":
         raise UserError(f"unknown method {config.method!r}: full or lora")
 
@@ -191,10 +200,18 @@ def grpo(config: GRPORunConfig) -> dict:
                           processing_class=tokenizer, peft_config=peft_config)
     if not config.print_logs:
         keep_bar_only(trainer)
-    resume_from = last_complete_checkpoint(checkpoints) if config.resume else None
+    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    save_trained_model(trainer.model, tokenizer, out, source=config.model, adapter=peft_config is not None)
+    def load_base():
+        fresh = AutoModelForCausalLM.from_pretrained(config.model, dtype="auto")
+        if plan is not None:
+            prepare_model(fresh, plan, tokenizer)
+        return fresh
+
+    save_trained_model(trainer, tokenizer, out, source=config.model, load_base=load_base if peft_config else None)
+    if not trainer.is_world_process_zero():
+        return {}
     history = trainer.state.log_history
     reward_means = {}
     for key in sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}):
@@ -205,7 +222,7 @@ def grpo(config: GRPORunConfig) -> dict:
                               "last_quarter": sum(values[-max(1, len(values) // 4):]) / max(1, len(values) // 4)}
     metrics = {"steps": trainer.state.global_step, "prompts": len(dataset), "rewards": reward_means,
                "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm,
-               "resumed": resume_from is not None}
+               "resumed": resume_from is not None, "chat_format": plan.as_dict() if plan else None}
     write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
     _plot_rewards(history, out / "rewards.png")
     write_manifest(out, "grpo", config=config, inputs={"model": config.model, "prompts": config.prompts,

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.distill.checkpoints import last_complete_checkpoint
+from r1_distill.chat_format import FormatPlan, FormatSpec, format_spec, prepare_model, prepare_tokenizer
+from r1_distill.distill.checkpoints import SaveEveryMinutes, last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError, require
 from r1_distill.files import carry_tokenizer_files, write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
-from r1_distill.registry import Recipe, load_registry, read_template
+from r1_distill.registry import Recipe, Registry, load_registry, read_template
 from r1_distill.traces import read_traces
 
 
@@ -41,7 +42,8 @@ class TrainConfig:
     effective_batch: Optional[int] = None
     per_device_batch: Optional[int] = None
     resume: bool = False
-    save_steps: int = 20
+    save_steps: float = 0.1  # below 1: a fraction of the run (a checkpoint of a 7B student is ~100 GB)
+    save_minutes: Optional[float] = None  # also save when this long has passed since the last checkpoint
     logging_steps: Optional[int] = None  # default: about 100 points over the run
     group_by_length: bool = False  # batches of similar length: less padding, less mixed batches
     seed: int = 0
@@ -51,6 +53,14 @@ class TrainConfig:
 
 GENERIC_RECIPE = Recipe(method="full", learning_rate=2e-5, epochs=3, max_length=32768, effective_batch=128,
                         per_device_batch=1, gpus={"count": 1, "memory_gb_each": 80})
+
+
+def student_format(registry: Registry, student) -> FormatSpec:
+    """The chat format a student trains in: its registry entry's, else R1's (token map detected)."""
+    if student is None:
+        return format_spec(registry, "r1-distill")
+    return format_spec(registry, student.chat_template, eos=student.eos_token, bos=student.bos_token,
+                       pad=student.pad_token, token_map=student.token_map)
 
 
 def resolve_student(config: TrainConfig):
@@ -118,7 +128,11 @@ def train(config: TrainConfig) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from trl import SFTConfig, SFTTrainer
 
+    from accelerate import PartialState
+
     student, base, recipe = resolve_student(config)
+    registry = load_registry(config.models_file)
+    main_process = PartialState().is_main_process
     method = config.method or recipe.method
     if method not in ("full", "lora", "qlora"):
         raise UserError(f"unknown method {method!r}: full, lora or qlora")
@@ -126,13 +140,21 @@ def train(config: TrainConfig) -> dict:
     records = [r for r in read_traces(config.traces) if r.kept is not False]
     if not records:
         raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
+    unfiltered = sum(r.kept is None for r in records)
+    if unfiltered and main_process:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning: {unfiltered} of {len(records)} traces in {config.traces} were "
+                                   "never filtered (no verdicts): unverified traces teach wrong reasoning too; run "
+                                   "`r1-distill filter` and train on its kept.jsonl[/yellow]")
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
+        model_config = AutoConfig.from_pretrained(base)
     except OSError as exc:
         raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
-    tokenizer.chat_template = read_template("r1-distill-train")
-    if student is not None and student.eos_token in tokenizer.get_vocab():
-        tokenizer.eos_token = student.eos_token
+    spec = student_format(registry, student)
+    tokenizer, plan = prepare_tokenizer(tokenizer, model_config, spec, registry)
+    tokenizer.chat_template = read_template(spec.train_template)
     dataset, too_long, lengths = build_dataset(records, tokenizer, max_length)
     if dataset is None:
         raise UserError(f"all {too_long} traces are longer than --max-length {max_length} tokens and were dropped: "
@@ -140,7 +162,6 @@ def train(config: TrainConfig) -> dict:
 
     cuda = torch.cuda.is_available()
     model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
-    model_config = AutoConfig.from_pretrained(base)
     if student is not None and student.long_context and max_length > student.native_context:
         model_config.max_position_embeddings = student.long_context.max_position_embeddings
         rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
@@ -150,8 +171,10 @@ def train(config: TrainConfig) -> dict:
     if method in ("lora", "qlora"):
         from peft import LoraConfig
 
+        # the format's renamed and added tokens need their embedding rows trained too, not only the adapters
         peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+                                 target_modules="all-linear", task_type="CAUSAL_LM",
+                                 trainable_token_indices=plan.changed_ids or None)
     quantization = None
     if method == "qlora":
         # bitsandbytes >= 0.49 runs 4-bit on CPU too (slowly): fine for trying the path, the real thing is a GPU
@@ -170,6 +193,7 @@ def train(config: TrainConfig) -> dict:
     if padding_free:
         model_kwargs["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
+    prepare_model(model, plan, tokenizer)
 
     per_device = config.per_device_batch or recipe.per_device_batch
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -185,20 +209,30 @@ def train(config: TrainConfig) -> dict:
         learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
         weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=logging_steps,
-        save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda, report_to="none",
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda, report_to="none",
         gradient_checkpointing=cuda, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
         eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token, dataset_num_proc=None,
         padding_free=padding_free,
         train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
     )
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    callbacks = [SaveEveryMinutes(config.save_minutes)] if config.save_minutes else None
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=callbacks)
     if not config.print_logs:
         keep_bar_only(trainer)
-    resume_from = last_complete_checkpoint(checkpoints) if config.resume else None
+    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    tokenizer.chat_template = read_template(student.chat_template if student else "r1-distill")
-    save_trained_model(trainer.model, tokenizer, out, source=base, adapter=peft_config is not None)
+    tokenizer.chat_template = read_template(spec.template)
+
+    def load_base():
+        fresh = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype="auto")
+        prepare_model(fresh, plan, tokenizer)
+        return fresh
+
+    save_trained_model(trainer, tokenizer, out, source=base, load_base=load_base if peft_config else None)
+    if not trainer.is_world_process_zero():
+        return {}
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -207,7 +241,7 @@ def train(config: TrainConfig) -> dict:
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
                "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "quantization": quantization}
+               "quantization": quantization, "processes": world, "chat_format": plan.as_dict()}
     _plot_loss(trainer.state.log_history, out / "loss.png")
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     write_manifest(out, "train", config=config, inputs={"base": base, "traces": config.traces,
@@ -217,15 +251,36 @@ def train(config: TrainConfig) -> dict:
     return metrics
 
 
-def save_trained_model(model, tokenizer, out: Path, *, source: str, adapter: bool) -> None:
-    """The HF folder a training stage leaves: the adapter (if any) in adapter/, the merged model beside it,
-    the tokenizer, and the files save_pretrained drops (tokenizer.model for llama.cpp's converter)."""
-    if adapter:
-        model.save_pretrained(out / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    carry_tokenizer_files(source, out)
+def resume_checkpoint(trainer, checkpoints: Path) -> Optional[Path]:
+    """The last complete checkpoint; the main process removes a half-written one while the others wait."""
+    if trainer.is_world_process_zero():
+        found = last_complete_checkpoint(checkpoints)
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        found = last_complete_checkpoint(checkpoints, remove=False)
+    return found
+
+
+def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=None) -> None:
+    """The HF folder a training stage leaves: the merged model, the tokenizer, the files save_pretrained
+    drops (tokenizer.model for llama.cpp's converter), and with LoRA the adapter in adapter/.
+
+    Every process calls this: saving goes through the trainer, which gathers sharded weights (ZeRO-3 with
+    stage3_gather_16bit_weights_on_model_save, FSDP's full state dict) and writes on the main process only.
+    A LoRA adapter is merged on the main process into a fresh copy of the base (`load_base`), never into
+    sharded or 4-bit weights."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(out / "adapter") if load_base else str(out))
+    if trainer.is_world_process_zero():
+        if load_base:
+            from peft import PeftModel
+
+            merged = PeftModel.from_pretrained(load_base(), str(out / "adapter")).merge_and_unload()
+            merged.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        carry_tokenizer_files(source, out)
+    trainer.accelerator.wait_for_everyone()
 
 
 def _has(module: str) -> bool:

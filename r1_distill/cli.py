@@ -262,7 +262,8 @@ def train_cmd(
     effective_batch: Optional[int] = typer.Option(None, "--effective-batch", help="Sequences per optimizer step."),
     per_device_batch: Optional[int] = typer.Option(None, "--per-device-batch"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
-    save_steps: int = typer.Option(20, "--save-steps"),
+    save_steps: float = typer.Option(0.1, "--save-steps", help="Checkpoint every N steps; below 1, a fraction of the run."),
+    save_minutes: Optional[float] = typer.Option(None, "--save-minutes", help="Also checkpoint every N minutes."),
     group_by_length: bool = typer.Option(False, "--group-by-length", help="Batches of similar length (less padding on CPU)."),
 ):
     """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only)."""
@@ -270,8 +271,11 @@ def train_cmd(
 
     metrics = train(TrainConfig(student=student, traces=str(traces), out=str(out), method=method, max_length=max_length,
                                 epochs=epochs, learning_rate=lr, effective_batch=effective_batch,
-                                per_device_batch=per_device_batch, resume=resume, save_steps=save_steps, group_by_length=group_by_length,
+                                per_device_batch=per_device_batch, resume=resume, save_steps=save_steps, save_minutes=save_minutes,
+                                group_by_length=group_by_length,
                                 models_file=str(state.models_file) if state.models_file else None))
+    if not metrics:  # not the main process of a multi-process run: it reports
+        return
     console.print(f"trained on {metrics['trained_on']} traces ({metrics['dropped_too_long']} dropped as too long), "
                   f"loss {metrics['first_loss']} -> {metrics['final_loss']}; model in {out}")
 
@@ -315,6 +319,8 @@ def grpo_cmd(
         rewards=names, reward_weights=weights, template=template, prompt_suffix=prompt_suffix, method=method,
         vllm_server=vllm_server, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
         save_steps=save_steps, seed=seed, models_file=str(state.models_file) if state.models_file else None))
+    if not metrics:  # not the main process of a multi-process run: it reports
+        return
     for name, r in metrics["rewards"].items():
         console.print(f"{name}: {r['first_quarter']:.3f} (first quarter of steps) -> {r['last_quarter']:.3f} (last quarter)")
     console.print(f"{metrics['steps']} steps; model in {out}; reward curves in {out / 'rewards.png'}")

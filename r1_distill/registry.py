@@ -92,6 +92,33 @@ class LongContext(Strict):
     rope_theta: float = Field(gt=0)
 
 
+class ChatFormat(Strict):
+    """A chat format a student is trained and served in: its templates and the tokens they write."""
+
+    train_template: str  # keeps the reasoning and marks the trained span with {% generation %}
+    eos_token: str
+    bos_token: Optional[str] = None
+    pad_token: Optional[str] = None
+    markers: list[str]  # the other tokens the template writes, each must be one token
+    normal: list[str] = []  # markers that are not special tokens (shown when decoding)
+
+
+class TokenMap(Strict):
+    """Where DeepSeek put R1's tokens in a base's vocabulary: added tokens renamed at these ids."""
+
+    description: str = ""
+    architecture: str  # the base config's model_type
+    vocab_size: int = Field(gt=0)  # embedding rows of the bases it fits
+    ids: dict[int, str]
+
+    @model_validator(mode="after")
+    def _check_ids(self):
+        past = [i for i in self.ids if i >= self.vocab_size]
+        if past:
+            raise ValueError(f"ids {past} are past vocab_size {self.vocab_size}")
+        return self
+
+
 class Student(Strict):
     description: str = ""
     base: str  # hub id or local folder of the base model
@@ -105,6 +132,7 @@ class Student(Strict):
     eos_token: str
     bos_token: Optional[str] = None
     pad_token: Optional[str] = None
+    token_map: Optional[str] = None  # a name in token_maps: where the format's tokens go in the base
     recipe: Recipe
     tiny: bool = False  # a test/demo model built here, not downloaded
 
@@ -120,7 +148,34 @@ class Registry(Strict):
     teachers: dict[str, Teacher]
     students: dict[str, Student]
     export_presets: dict[str, ExportPreset]
+    chat_formats: dict[str, ChatFormat]
+    token_maps: dict[str, TokenMap] = {}
     source: Optional[str] = None  # the file it was read from (set by the loader)
+
+    @model_validator(mode="after")
+    def _check_references(self):
+        for name, student in self.students.items():
+            if student.token_map and student.token_map not in self.token_maps:
+                raise ValueError(f"student {name}: token_map {student.token_map!r} is not in token_maps")
+            if student.chat_template in self.chat_formats and student.token_map:
+                tmap = self.token_maps[student.token_map]
+                if tmap.architecture != student.architecture:
+                    raise ValueError(f"student {name}: token_map {student.token_map!r} is for "
+                                     f"{tmap.architecture} bases, the student is {student.architecture}")
+        return self
+
+    def chat_format(self, name: str) -> ChatFormat:
+        try:
+            return self.chat_formats[name]
+        except KeyError:
+            raise UserError(f"chat format {name!r} is not in chat_formats of {self.source}: known are "
+                            f"{', '.join(self.chat_formats)}") from None
+
+    def token_map(self, name: str) -> TokenMap:
+        try:
+            return self.token_maps[name]
+        except KeyError:
+            raise UserError(f"token map {name!r} is not in token_maps of {self.source}") from None
 
     def student(self, name: str) -> Student:
         try:

@@ -1,11 +1,15 @@
-"""Tiny random-weight Qwen2 and Llama students with the real tokenizers and the R1 chat format.
+"""Tiny random-weight Qwen2 and Llama models with the real tokenizers, in two shapes.
 
 No weights can be downloaded on the project's machines, so tests (and the demo) build their models
 from the vocab-only GGUF files in ``shared/fixtures``: the real Qwen2 (151,936 ids) and Llama 3
-(128,257 ids) tokenizers. The special tokens are renamed to the ones the R1-Distill tokenizers carry
-at the same ids (``<｜end▁of▁sentence｜>``, ``<｜User｜>``, ``<think>`` ...), so every tool in the chain
-(transformers, TRL, llama.cpp's converter, llama-cpp-python, vLLM's reasoning parser) sees what it
-would see with a real student.
+(128,257 ids) vocabularies.
+
+* Hub bases, what users start from: ``qwen2.5-math``, ``llama-3.1``, ``llama-3.3-instruct``. The
+  added tokens, special tokens, chat template, embedding rows and eos ids are the hub's (Qwen2.5:
+  151,665 tokens over 151,936 rows, eos ``<|endoftext|>``; Llama 3.3 Instruct: eos ``<|eot_id|>``,
+  three eos ids in its config). They know nothing of R1: `train` has to give them its format.
+* Released R1-Distill stand-ins: ``qwen2`` and ``llama``, with R1's tokens at DeepSeek's ids
+  (models.yaml's token maps) and the R1 chat template, for tests of the released models' path.
 
 Loading a vocab from GGUF takes 15-40 s, so tokenizers and models are built once and cached under
 ``$R1_DISTILL_CACHE`` (default ``~/.cache/r1-distill``), keyed by a hash of this file.
@@ -27,37 +31,72 @@ from .registry import read_template
 
 FIXTURES_ENV = "R1_DISTILL_FIXTURES"
 
-# id -> the token the R1-Distill tokenizer has there
-R1_SPECIAL_TOKENS = {
-    "qwen2": {
-        151643: "<｜end▁of▁sentence｜>",
-        151644: "<｜User｜>",
-        151645: "<｜Assistant｜>",
-        151646: "<｜begin▁of▁sentence｜>",
-        151647: "<|EOT|>",
-        151648: "<think>",
-        151649: "</think>",
-        151654: "<｜▁pad▁｜>",
-    },
-    "llama": {
-        128000: "<｜begin▁of▁sentence｜>",
-        128001: "<｜end▁of▁sentence｜>",
-        128011: "<｜User｜>",
-        128012: "<｜Assistant｜>",
-        128013: "<think>",
-        128014: "</think>",
-        128256: "<｜▁pad▁｜>",
-    },
-}
-# the non-special ones: `<think>` and `</think>` are normal (not skipped when decoding) in R1-Distill
-NOT_SPECIAL = {"<think>", "</think>"}
 VOCAB_FILES = {"qwen2": "ggml-vocab-qwen2.gguf", "llama": "ggml-vocab-llama-bpe.gguf"}
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
+# The released R1-Distill tokenizers: models.yaml's token map of the architecture, plus (Llama) a pad
+# token after the vocabulary, where the fixture vocabulary has one more id.
+R1_TOKEN_MAPS = {"qwen2": "qwen2", "llama": "llama3"}
+R1_EXTRA = {"llama": {128256: PAD}}
+NOT_SPECIAL = {"<think>", "</think>"}
+
+QWEN25_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
+                "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+QWEN25_NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                      "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"}
+LLAMA3_ADDED = (["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                 "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
+                 "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
+                + [f"<|reserved_special_token_{i}|>" for i in range(3, 248)])
+QWEN25_MATH_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within "
+    "\\\\boxed{}.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+
+
+@dataclass(frozen=True)
+class HubTokenizer:
+    """A base's tokenizer exactly as the hub ships it: its added tokens, specials, template and ids."""
+
+    vocab: str  # qwen2 | llama
+    added: tuple[str, ...]
+    not_special: frozenset
+    embedding_rows: int
+    eos: str
+    bos: str | None
+    pad: str | None
+    template: str | None
+    config_eos: tuple[int, ...]  # config.json / generation_config.json eos_token_id
+    config_bos: int | None
+
+
+HUB_TOKENIZERS = {
+    # Qwen/Qwen2.5-Math-1.5B: 151,665 tokens, 151,936 embedding rows, eos <|endoftext|>, no bos, ChatML
+    "qwen2.5-math": HubTokenizer("qwen2", tuple(QWEN25_ADDED), frozenset(QWEN25_NOT_SPECIAL), 151936,
+                                 "<|endoftext|>", None, "<|endoftext|>", QWEN25_MATH_TEMPLATE, (151643,), 151643),
+    # meta-llama/Llama-3.1-8B: 128,256 tokens, eos <|end_of_text|>, no pad
+    "llama-3.1": HubTokenizer("llama", tuple(LLAMA3_ADDED), frozenset(), 128256, "<|end_of_text|>",
+                              "<|begin_of_text|>", None, LLAMA3_TEMPLATE, (128001,), 128000),
+    # meta-llama/Llama-3.3-70B-Instruct: eos <|eot_id|>, config and generation config list three eos ids
+    "llama-3.3-instruct": HubTokenizer("llama", tuple(LLAMA3_ADDED), frozenset(), 128256, "<|eot_id|>",
+                                       "<|begin_of_text|>", None, LLAMA3_TEMPLATE, (128001, 128008, 128009), 128000),
+}
+ARCHITECTURES = {"qwen2": "qwen2", "llama": "llama", "qwen2.5-math": "qwen2", "llama-3.1": "llama",
+                 "llama-3.3-instruct": "llama"}
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    architecture: str = "qwen2"
+    architecture: str = "qwen2"  # qwen2 | llama: an R1-Distill stand-in (R1's tokens already in place)
+    #   qwen2.5-math | llama-3.1 | llama-3.3-instruct: a hub base's tokenizer as shipped (no R1 tokens)
     hidden_size: int = 128
     intermediate_size: int = 256
     num_hidden_layers: int = 2
@@ -92,7 +131,9 @@ def require_fixtures() -> Path:
 
 
 def _builder_hash() -> str:
-    src = Path(__file__).read_bytes() + read_template("r1-distill").encode()
+    from .registry import PACKAGE_REGISTRY
+
+    src = Path(__file__).read_bytes() + read_template("r1-distill").encode() + PACKAGE_REGISTRY.read_bytes()
     return hashlib.sha256(src).hexdigest()[:12]
 
 
@@ -113,48 +154,69 @@ def _build_once(target: Path, build) -> Path:
     return target
 
 
-def _rename_special_tokens(tokenizer_dir: Path, architecture: str) -> None:
-    path = tokenizer_dir / "tokenizer.json"
+def _raw_tokenizer(tmp: Path, vocab: str):
+    from transformers import AutoTokenizer
+
+    fixtures = require_fixtures()
+    tok = AutoTokenizer.from_pretrained(str(fixtures), gguf_file=VOCAB_FILES[vocab])
+    tok.save_pretrained(str(tmp))
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        (tmp / name).unlink(missing_ok=True)
+
+
+def _save_fast(tmp: Path, template: str | None, **special) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    # unk_token=None: transformers picks Qwen2Tokenizer by model type, whose default unk
+    # `<|endoftext|>` would otherwise be appended as a token past the embedding.
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp / "tokenizer.json"), unk_token=None, **special)
+    fast.chat_template = template
+    fast.model_max_length = TinySpec().max_position_embeddings
+    (tmp / "tokenizer.json").unlink()
+    fast.save_pretrained(str(tmp))
+
+
+def _shape_as_hub(tmp: Path, hub: HubTokenizer) -> None:
+    """The fixture vocabulary's added tokens named and flagged as the hub's, and none past them."""
+    path = tmp / "tokenizer.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    renames = R1_SPECIAL_TOKENS[architecture]
+    first = min(a["id"] for a in data["added_tokens"] if a["special"])
+    last = first + len(hub.added)
     vocab = data["model"]["vocab"]
-    by_id = {v: k for k, v in vocab.items()}
-    for added in data["added_tokens"]:
-        new = renames.get(added["id"])
-        if new is None:
-            continue
-        old = added["content"]
-        added["content"] = new
-        added["special"] = new not in NOT_SPECIAL
-        if by_id.get(added["id"]) == old:
-            del vocab[old]
-            vocab[new] = added["id"]
+    for name, token_id in list(vocab.items()):
+        if token_id >= first:
+            del vocab[name]
+    kept = []
+    for token_id, name in enumerate(hub.added, start=first):
+        kept.append({"id": token_id, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
+                     "normalized": False, "special": name not in hub.not_special})
+    data["added_tokens"] = kept
+    assert len(vocab) == first and last <= hub.embedding_rows
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def tiny_tokenizer_dir(architecture: str) -> Path:
-    """A saved tokenizer folder: the real vocabulary, R1 special tokens, the R1 chat template."""
-    if architecture not in VOCAB_FILES:
-        raise UserError(f"no tiny tokenizer for architecture {architecture!r}: use qwen2 or llama")
+    """A saved tokenizer folder: the real vocabulary, either shaped as a hub base ships it or with R1's
+    special tokens at DeepSeek's ids and the R1 chat template (a released R1-Distill model)."""
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"no tiny tokenizer {architecture!r}: use one of {', '.join(ARCHITECTURES)}")
     target = cache_root() / "tiny" / f"tokenizer-{architecture}-{_builder_hash()}"
 
     def build(tmp: Path) -> None:
-        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+        from .chat_format import rename_added_tokens
+        from .registry import load_registry
 
-        fixtures = require_fixtures()
-        tok = AutoTokenizer.from_pretrained(str(fixtures), gguf_file=VOCAB_FILES[architecture])
-        tok.save_pretrained(str(tmp))
-        _rename_special_tokens(tmp, architecture)
-        for name in ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-            (tmp / name).unlink(missing_ok=True)
-        # unk_token=None: transformers picks Qwen2Tokenizer by model type, whose default unk
-        # `<|endoftext|>` would otherwise be appended as a 151,937th token past the embedding.
-        fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp / "tokenizer.json"),
-                                       bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=None)
-        fast.chat_template = read_template("r1-distill")
-        fast.model_max_length = TinySpec().max_position_embeddings
-        (tmp / "tokenizer.json").unlink()
-        fast.save_pretrained(str(tmp))
+        if architecture in HUB_TOKENIZERS:
+            hub = HUB_TOKENIZERS[architecture]
+            _raw_tokenizer(tmp, hub.vocab)
+            _shape_as_hub(tmp, hub)
+            _save_fast(tmp, hub.template, eos_token=hub.eos, bos_token=hub.bos, pad_token=hub.pad)
+            return
+        _raw_tokenizer(tmp, architecture)
+        renames = dict(load_registry().token_map(R1_TOKEN_MAPS[architecture]).ids)
+        renames.update(R1_EXTRA.get(architecture, {}))
+        rename_added_tokens(tmp, renames, NOT_SPECIAL)
+        _save_fast(tmp, read_template("r1-distill"), bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
     return _build_once(target, build)
 
@@ -175,22 +237,26 @@ def build_tiny_model(spec: TinySpec = TinySpec(), out_dir: str | Path | None = N
         from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
         tok = load_tiny_tokenizer(spec.architecture)
+        hub = HUB_TOKENIZERS.get(spec.architecture)
+        eos = list(hub.config_eos) if hub else tok.eos_token_id
+        eos = eos[0] if isinstance(eos, list) and len(eos) == 1 else eos
+        bos = hub.config_bos if hub else tok.bos_token_id
         dims = dict(
-            vocab_size=len(tok), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+            vocab_size=hub.embedding_rows if hub else len(tok), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
             num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
             num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            bos_token_id=bos, eos_token_id=eos, pad_token_id=tok.pad_token_id,
         )
         torch.manual_seed(spec.seed)
-        if spec.architecture == "qwen2":
+        if ARCHITECTURES[spec.architecture] == "qwen2":
             model = Qwen2ForCausalLM(Qwen2Config(**dims, tie_word_embeddings=True, rope_theta=10000.0))
-        elif spec.architecture == "llama":
+        elif ARCHITECTURES[spec.architecture] == "llama":
             model = LlamaForCausalLM(LlamaConfig(**dims, tie_word_embeddings=False, rope_theta=500000.0))
         else:
             raise UserError(f"no tiny model for architecture {spec.architecture!r}: use qwen2 or llama")
         model = model.to(getattr(torch, spec.dtype))
         model.generation_config = GenerationConfig(
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            bos_token_id=bos, eos_token_id=eos, pad_token_id=tok.pad_token_id,
             do_sample=True, temperature=0.6, top_p=0.95,
         )
         model.save_pretrained(str(tmp))
