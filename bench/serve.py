@@ -1,13 +1,17 @@
-"""Serving speed: `r1-distill serve` versus llama-cpp-python called in-process on the same GGUF and
-threads, in the same run. Prints one JSON line.
+"""Serving speed: `r1-distill serve` against llama.cpp's own `llama-server`, same GGUF, same run.
 
-    python bench/serve.py [--gguf FILE] [--tokens 48] [--threads N]
+    python bench/serve.py [--gguf FILE] [--tokens 64] [--build-only] [--threads N]
 
+llama-server is built once from the installed llama-cpp-python's source distribution (the same
+llama.cpp version; fetched with pip like export's converter, then cached under
+~/.cache/r1-distill/llama-server-<version>/; offline afterwards). Both servers run with their defaults
+(threads: each picks its own), with the same slots and context per slot; `--threads N` pins both.
 Default model: a random-weight model of Qwen2.5-1.5B's shape (28 layers, hidden 1536, 152k vocab)
 quantized to Q4_K_M; speed does not depend on the weights' values. Built once and cached.
-Figures: decode tokens/s and time to first token for one stream (server vs in-process), and
-aggregate tokens/s at 1, 4 and 8 concurrent streams through the server (continuous batching).
-llama.cpp's own llama-server of the same version is measured too when it is on PATH.
+
+Figures, for each server: single-stream decode tok/s; time to first token of a request whose 2k-token
+prefix the server has seen before (a repeated system prompt / a chat's history); aggregate tok/s and
+mean time to first token at 4 and 8 concurrent streams. Ratios are ours / llama-server's. One JSON line.
 """
 
 import argparse
@@ -15,13 +19,14 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import machine  # noqa: E402
 
 from r1_distill.files import cache_root  # noqa: E402
@@ -30,6 +35,40 @@ from r1_distill.tiny import TinySpec, build_tiny_model  # noqa: E402
 QWEN25_15B = TinySpec(architecture="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                       num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, dtype="bfloat16")
 PROMPT = "Please reason step by step, and put your final answer within \\boxed{}. What is the sum of the first 20 primes?"
+
+
+# -- llama-server, built once from the runtime's own source -------------------------------------------
+def llama_server_binary(version: str | None = None) -> Path:
+    """llama.cpp's llama-server of the installed llama-cpp-python's version (built on first use)."""
+    from r1_distill.export.converter import runtime_version
+
+    version = version or runtime_version()
+    target = cache_root() / f"llama-server-{version}" / "llama-server"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tmp = Path(tmp)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+               f"llama-cpp-python=={version}", "-d", str(tmp)]
+        subprocess.run(cmd, check=True)
+        sdist = next(tmp.glob("llama_cpp_python-*.tar.gz"))
+        src = tmp / "src"
+        with tarfile.open(sdist) as tar:
+            for member in tar.getmembers():
+                parts = member.name.split("/vendor/llama.cpp/", 1)
+                if len(parts) == 2 and parts[1] and (member.isfile() or member.isdir()):
+                    member.name = parts[1]
+                    tar.extract(member, src, filter="data")
+        build = tmp / "build"
+        subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
+                        "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                        "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)],
+                       check=True, stdout=subprocess.DEVNULL)
+        shutil.copy2(build / "bin" / "llama-server", target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+    return target
 
 
 def real_size_gguf() -> Path:
@@ -50,84 +89,152 @@ def real_size_gguf() -> Path:
     return target
 
 
-def in_process(gguf: Path, tokens: int, threads: int) -> dict:
-    from llama_cpp import Llama
+# -- measuring one server -------------------------------------------------------------------------
+def long_prefix(words: int = 1000) -> str:
+    """About 2k tokens of text that every request in the prefix test starts with."""
+    return "Notes. " + " ".join(f"item{i} costs {i % 97} coins;" for i in range(words // 4))
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
-    prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
-    llm.create_completion(prompt, max_tokens=4, temperature=0)  # warm-up
-    llm.reset()
+
+async def stream_once(http, prompt: str, max_tokens: int, seed: int) -> dict:
+    """Time to first token, decode rate and token count of one streamed, greedy /v1/completions call."""
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "seed": seed, "stream": True,
+            "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    first, count = None, 0
-    for _ in llm.create_completion(prompt, max_tokens=tokens, temperature=0, stream=True):
-        count += 1
-        if first is None:
-            first = time.perf_counter()
+    first = None
+    chunks, usage = 0, None
+    async with http.stream("POST", "/v1/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[6:])
+            if data.get("usage"):
+                usage = data["usage"]
+            if data.get("choices") and data["choices"][0].get("text"):
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter()
     end = time.perf_counter()
-    llm.close()
-    return {"ttft_s": round(first - start, 4), "decode_tok_s": round((count - 1) / (end - first), 2), "tokens": count}
+    tokens = usage["completion_tokens"] if usage else chunks
+    first = first or end
+    return {"ttft_s": first - start, "tokens": tokens, "decode_s": end - first, "wall_s": end - start}
 
 
-async def stream_once(client, tokens: int, seed: int) -> tuple[float, float, int, float]:
-    """(time to first token, end time, tokens, start time) of one streamed completion."""
-    start = time.perf_counter()
-    first, count = None, 0
-    stream = await client.completions.create(model="m", prompt=PROMPT, max_tokens=tokens, temperature=0, seed=seed,
-                                             stream=True)
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].text:
-            count += 1
-            if first is None:
-                first = time.perf_counter()
-    return first - start, time.perf_counter(), count, start
+async def measure(url: str, tokens: int) -> dict:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=1800) as http:
+        await stream_once(http, PROMPT, 4, 0)  # warm-up
+        one = await stream_once(http, PROMPT, tokens, 1)
+        single = {"decode_tok_s": round((one["tokens"] - 1) / one["decode_s"], 2), "ttft_s": round(one["ttft_s"], 3),
+                  "tokens": one["tokens"]}
+        prefix = long_prefix()
+        cold = await stream_once(http, prefix + " Question: what is item7?", 4, 2)
+        warm = await stream_once(http, prefix + " Question: what is item9?", 4, 3)
+        repeated = {"cold_ttft_s": round(cold["ttft_s"], 3), "ttft_s": round(warm["ttft_s"], 3)}
+        concurrent = {}
+        for n in (4, 8):
+            t0 = time.perf_counter()
+            runs = await asyncio.gather(*(stream_once(http, f"Question {n}-{i}: {PROMPT}", tokens, 10 + i)
+                                          for i in range(n)))
+            wall = time.perf_counter() - t0
+            concurrent[str(n)] = {"aggregate_tok_s": round(sum(r["tokens"] for r in runs) / wall, 2),
+                                  "mean_ttft_s": round(sum(r["ttft_s"] for r in runs) / n, 3)}
+    return {"single": single, "repeated_2k_prefix": repeated, "concurrent": concurrent}
 
 
-async def through_server(url: str, tokens: int) -> dict:
-    from openai import AsyncOpenAI
+class LlamaServer:
+    def __init__(self, binary: Path, gguf: Path, parallel: int, ctx: int, threads: int | None, log: Path):
+        from r1_distill.serve.process import free_port
 
-    client = AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
-    await stream_once(client, 4, 0)  # warm-up
-    ttft, end, count, start = await stream_once(client, tokens, 1)
-    single = {"ttft_s": round(ttft, 4), "decode_tok_s": round((count - 1) / (end - start - ttft), 2), "tokens": count}
-    aggregate = {}
-    for n in (1, 4, 8):
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(stream_once(client, tokens, i) for i in range(n)))
-        wall = time.perf_counter() - t0
-        aggregate[str(n)] = round(sum(r[2] for r in results) / wall, 2)
-    return {"single": single, "aggregate_tok_s": aggregate}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port), "-np", str(parallel),
+               "-c", str(ctx * parallel)]
+        if threads:
+            cmd += ["-t", str(threads), "-tb", str(threads)]
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        import httpx
+
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("llama-server did not come up")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
 
 
 def main() -> None:
-    from conftest import RunningServer
+    from r1_distill.serve.cpu import physical_cores
+    from r1_distill.serve.process import ServerProcess
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf")
-    parser.add_argument("--tokens", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="pin both servers' threads (default: each its own)")
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--ctx", type=int, default=4096, help="context per slot, both servers")
     args = parser.parse_args()
+    binary = llama_server_binary()
     gguf = Path(args.gguf) if args.gguf else real_size_gguf()
-    baseline = in_process(gguf, args.tokens, args.threads)
-    srv = RunningServer(gguf, "--threads", str(args.threads), "--parallel", "8", "--ctx", "1024")
+    logs = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    load_before = os.getloadavg()
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    ours_srv = ServerProcess(gguf, "--parallel", str(args.parallel), "--ctx", str(args.ctx), *extra,
+                             log=logs / "ours.log", timeout_s=600)
     try:
-        ours = asyncio.run(through_server(srv.url, args.tokens))
+        ours = asyncio.run(measure(ours_srv.url, args.tokens))
     finally:
-        srv.stop()
-    llama_server = shutil.which("llama-server")
+        ours_srv.stop()
+    theirs_srv = LlamaServer(binary, gguf, args.parallel, args.ctx, args.threads, logs / "llama-server.log")
+    try:
+        theirs = asyncio.run(measure(theirs_srv.url, args.tokens))
+    finally:
+        theirs_srv.stop()
+    ratios = {
+        "single_stream_decode": ratio(ours["single"]["decode_tok_s"], theirs["single"]["decode_tok_s"]),
+        "ttft_repeated_2k_prefix": ratio(ours["repeated_2k_prefix"]["ttft_s"], theirs["repeated_2k_prefix"]["ttft_s"]),
+        **{f"aggregate_tok_s_{n}": ratio(ours["concurrent"][n]["aggregate_tok_s"], theirs["concurrent"][n]["aggregate_tok_s"])
+           for n in ("4", "8")},
+        **{f"mean_ttft_{n}": ratio(ours["concurrent"][n]["mean_ttft_s"], theirs["concurrent"][n]["mean_ttft_s"])
+           for n in ("4", "8")},
+    }
+    goals = {"single_stream_decode >= 0.97": (ratios["single_stream_decode"] or 0) >= 0.97,
+             "ttft_repeated_2k_prefix <= 1.2": (ratios["ttft_repeated_2k_prefix"] or 9) <= 1.2,
+             **{f"aggregate_tok_s_{n} >= 0.95": (ratios[f"aggregate_tok_s_{n}"] or 0) >= 0.95 for n in ("4", "8")},
+             **{f"mean_ttft_{n} <= 1.2": (ratios[f"mean_ttft_{n}"] or 9) <= 1.2 for n in ("4", "8")}}
     print(json.dumps({
-        "bench": "serve",
-        "model": gguf.name,
-        "baseline": "llama-cpp-python in-process, same file and threads, greedy",
-        "threads": args.threads,
-        "in_process": baseline,
-        "server": ours,
-        "decode_ratio_server_vs_in_process": round(ours["single"]["decode_tok_s"] / baseline["decode_tok_s"], 3),
-        "ttft_ratio_server_vs_in_process": round(ours["single"]["ttft_s"] / baseline["ttft_s"], 3),
-        "aggregate_speedup_8_vs_1": round(ours["aggregate_tok_s"]["8"] / ours["aggregate_tok_s"]["1"], 3),
-        "llama_server": "not on PATH: not measured" if llama_server is None else llama_server,
+        "bench": "serve", "model": gguf.name, "baseline": f"llama.cpp llama-server of the same version ({binary})",
+        "threads": args.threads or f"each server's default (ours: physical cores = {physical_cores()})",
+        "parallel": args.parallel, "ctx_per_slot": args.ctx, "tokens": args.tokens,
+        "ours": ours, "llama_server": theirs, "ratios_ours_over_llama_server": ratios, "goals_met": goals,
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         **machine(),
     }))
 
 
 if __name__ == "__main__":
-    main()
+    if "--build-only" in sys.argv:
+        print(llama_server_binary())
+    else:
+        main()
