@@ -3,10 +3,11 @@
 * generate: traces/s and tokens/s of `r1-distill generate --backend openai` against a local
   `r1-distill serve` (tiny Qwen2 GGUF, 8 slots) at concurrency 1, 8 and 64, as a ratio to the same
   requests sent directly with the `openai` client (baseline);
-* filter: traces/s of `r1-distill filter` on 2 x 500 MATH-500 traces (reference solutions, right and
-  altered answers), decontaminated against AIME 2024.
+* filter: traces/s of `r1-distill filter` on 2,000 MATH-500 traces (reference solutions with the
+  answer right, altered, in another form, and unboxed), decontaminated against AIME 2024, grading in
+  one worker process and on every core; the ratio is the parallel speed-up (goal: >= 1.8 on 2 cores).
 
-    python bench/teacher.py [--requests 64] [--max-tokens 32]
+    python bench/teacher.py [--requests 64] [--max-tokens 32] [--filter-only]
 """
 
 import argparse
@@ -55,62 +56,87 @@ async def direct(url: str, prompts: list[dict], concurrency: int, max_tokens: in
     return elapsed, tokens
 
 
-def main() -> None:
+def bench_generate(tmp: Path, rows: list[dict], args, suffix: str) -> dict:
     from conftest import RunningServer
-    from r1_distill.registry import load_registry
-    from r1_distill.teacher.filter import FilterConfig, filter_traces
     from r1_distill.teacher.generate import GenerateConfig, generate
+
+    results = {}
+    prompts = tmp / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    srv = RunningServer(tiny_gguf(tmp), "--parallel", "8", "--ctx", "1024", "--max-queue", "256")
+    try:
+        url = srv.url + "/v1"
+        asyncio.run(direct(url, rows[:8], 8, 4, suffix))  # warm-up
+        for c in (1, 8, 64):
+            base_s, base_tokens = asyncio.run(direct(url, rows, c, args.max_tokens, suffix))
+            summary = generate(GenerateConfig(teacher=url, prompts=str(prompts), out=str(tmp / f"out-{c}"), samples=1,
+                                              backend="openai", concurrency=c, max_tokens=args.max_tokens,
+                                              show_progress=False))
+            results[str(c)] = {
+                "ours_traces_s": summary["traces_per_s"], "ours_tokens_s": summary["tokens_per_s"],
+                "direct_traces_s": round(len(rows) / base_s, 3), "direct_tokens_s": round(base_tokens / base_s, 1),
+                "ratio_traces_s": round(summary["traces_per_s"] / (len(rows) / base_s), 3),
+            }
+    finally:
+        srv.stop()
+    return results
+
+
+def bench_filter(tmp: Path) -> dict:
+    """filter on 2,000 MATH-500 traces, grading in one worker process, then on every core."""
+    from r1_distill.grading.pool import available_cpus
+    from r1_distill.teacher.filter import FilterConfig, filter_traces
     from r1_distill.traces import TraceRecord, write_traces
+
+    math = [json.loads(line) for line in (DATA / "math500.jsonl").read_text().splitlines()]
+    records = []
+    for r in math:
+        endings = [f"The answer is \\boxed{{{r['answer']}}}.", f"The answer is \\boxed{{-({r['answer']})}}.",
+                   f"So we get $\\boxed{{ {r['answer']} }}$", f"Final answer: {r['answer']}"]
+        for k, ending in enumerate(endings):
+            records.append(TraceRecord.from_completion(
+                problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=k, teacher="ref",
+                backend="bench", completion=f"{r['solution']}\n</think>\n\n{ending}", finish_reason="stop"))
+    write_traces(tmp / "math.jsonl", records)
+    runs = {}
+    for label, workers in (("one_process", 1), ("all_cores", None)):
+        start = time.perf_counter()
+        report = filter_traces(FilterConfig(traces=str(tmp / "math.jsonl"), out=str(tmp / f"filtered-{label}"),
+                                            decontaminate=[str(DATA / "aime2024.jsonl")], allow_code=True,
+                                            workers=workers))
+        seconds = time.perf_counter() - start
+        runs[label] = {"seconds": round(seconds, 2), "traces_per_s": round(len(records) / seconds, 1),
+                       "grading_s": report["grading"]["seconds"], "kept": report["kept"]}
+    import os
+
+    return {"traces": len(records), "cpus": available_cpus(), "load_average_1min": round(os.getloadavg()[0], 2), **runs,
+            "ratio_all_cores": round(runs["all_cores"]["traces_per_s"] / runs["one_process"]["traces_per_s"], 2),
+            "ratio_grading": round(runs["one_process"]["grading_s"] / runs["all_cores"]["grading_s"], 2)}
+
+
+def main() -> None:
+    from r1_distill.registry import load_registry
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--filter-only", action="store_true", help="skip the generate half (no server to build)")
     args = parser.parse_args()
     suffix = load_registry().defaults.sampling.prompt_suffix
     rows = [json.loads(line) for line in (DATA / "gsm8k_train.jsonl").read_text().splitlines()[: args.requests]]
-    results = {}
+    results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        prompts = tmp / "prompts.jsonl"
-        prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        srv = RunningServer(tiny_gguf(tmp), "--parallel", "8", "--ctx", "1024", "--max-queue", "256")
-        try:
-            url = srv.url + "/v1"
-            asyncio.run(direct(url, rows[:8], 8, 4, suffix))  # warm-up
-            for c in (1, 8, 64):
-                base_s, base_tokens = asyncio.run(direct(url, rows, c, args.max_tokens, suffix))
-                summary = generate(GenerateConfig(teacher=url, prompts=str(prompts), out=str(tmp / f"out-{c}"), samples=1,
-                                                  backend="openai", concurrency=c, max_tokens=args.max_tokens,
-                                                  show_progress=False))
-                results[str(c)] = {
-                    "ours_traces_s": summary["traces_per_s"], "ours_tokens_s": summary["tokens_per_s"],
-                    "direct_traces_s": round(len(rows) / base_s, 3), "direct_tokens_s": round(base_tokens / base_s, 1),
-                    "ratio_traces_s": round(summary["traces_per_s"] / (len(rows) / base_s), 3),
-                }
-        finally:
-            srv.stop()
-
-        math = [json.loads(line) for line in (DATA / "math500.jsonl").read_text().splitlines()]
-        records = []
-        for i, r in enumerate(math):
-            for k, answer in enumerate([r["answer"], f"-({r['answer']})"]):
-                records.append(TraceRecord.from_completion(
-                    problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=k, teacher="ref",
-                    backend="bench", completion=f"{r['solution']}\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
-                    finish_reason="stop"))
-        write_traces(tmp / "math.jsonl", records)
-        start = time.perf_counter()
-        report = filter_traces(FilterConfig(traces=str(tmp / "math.jsonl"), out=str(tmp / "filtered"),
-                                            decontaminate=[str(DATA / "aime2024.jsonl")], allow_code=True))
-        filter_s = time.perf_counter() - start
+        if not args.filter_only:
+            results = bench_generate(tmp, rows, args, suffix)
+        filtering = bench_filter(tmp)
     print(json.dumps({
         "bench": "teacher",
         "baseline": "the same chat requests sent directly with openai.AsyncOpenAI at the same concurrency",
         "server": "r1-distill serve, tiny Qwen2 Q4_K_M, 8 slots",
         "requests": len(rows), "max_tokens": args.max_tokens,
         "generate_by_concurrency": results,
-        "filter": {"traces": len(records), "seconds": round(filter_s, 2), "traces_per_s": round(len(records) / filter_s, 1),
-                   "kept": report["kept"]},
+        "filter": filtering,
         **machine(),
     }))
 

@@ -18,7 +18,7 @@ from r1_distill.manifest import write_manifest
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
-from r1_distill.grading.pool import GradingPool
+from r1_distill.grading.pool import GradingPool, available_cpus
 
 # order matters: a dropped trace's reason is its first failing check
 CHECK_ORDER = ["decontamination", "duplicate_prompt", "duplicate_trace", "length", "format", "correctness",
@@ -179,8 +179,10 @@ def filter_traces(config: FilterConfig) -> dict:
         r.checks["duplicate_trace"] = CheckResult(
             passed=first_sample == r.sample_index,
             reason=f"same trace as sample {first_sample}" if first_sample != r.sample_index else "unique")
+    graded_at = time.perf_counter()
     for r, verdicts in zip(records, run_checks(records, config)):
         r.checks.update(verdicts)
+    grading_s = time.perf_counter() - graded_at
 
     by_prompt: dict[str, list[TraceRecord]] = defaultdict(list)
     for r in records:
@@ -220,6 +222,8 @@ def filter_traces(config: FilterConfig) -> dict:
         "dropped_by_first_reason": dict(reasons), "failing_by_check": dict(failing),
         "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
         "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(len(records) / elapsed, 1),
+        "grading": {"workers": config.workers or available_cpus(), "seconds": round(grading_s, 3),
+                    "timed_out": sum("(hard limit)" in v.reason for r in records for v in r.checks.values())},
     }
     write_json_atomic(out / "report.json", report)
     _plots(out, records, pass_rates)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,29 +12,12 @@ import pytest
 
 from conftest import RunningServer, free_port
 from r1_distill.teacher.filter import FilterConfig, filter_traces
-from r1_distill.teacher.verifiers import TraceParts, check_correctness, repetition_ratio, reward_function
+from r1_distill.grading import reward_function
+from r1_distill.grading.checks import repetition_ratio
 from r1_distill.traces import TraceRecord, read_traces, write_traces
 
 
-def _alter(answer: str) -> str:
-    """A wrong answer: the first digit changed, or the sign flipped."""
-    m = re.search(r"\d", answer)
-    if m:
-        return answer[: m.start()] + str((int(m.group()) + 1) % 10) + answer[m.end():]
-    return f"-({answer})"
-
-
-@pytest.mark.parametrize("name", ["math500", "gsm8k_test"])
-def test_correctness_on_reference_solutions(name, data_dir):
-    rows = [json.loads(line) for line in (data_dir / f"{name}.jsonl").read_text().splitlines()]
-    right = wrong = 0
-    for r in rows:
-        trace = f"<think>{r.get('solution', '')}</think>\n\nThe answer is \\boxed{{{r['answer']}}}."
-        right += check_correctness(TraceParts.from_text(trace, reference=r["answer"]))[0]
-        altered = f"<think>{r.get('solution', '')}</think>\n\nThe answer is \\boxed{{{_alter(r['answer'])}}}."
-        wrong += check_correctness(TraceParts.from_text(altered, reference=r["answer"]))[0]
-    assert right / len(rows) >= 0.99, f"accepted {right}/{len(rows)} correct answers"
-    assert wrong / len(rows) <= 0.01, f"accepted {wrong}/{len(rows)} altered answers"
+# The correctness check on every MATH-500 and GSM8K answer shape: tests/test_grading_shapes.py.
 
 
 def _trace(pid, problem, completion, k=0, answer="42", finish="stop"):
@@ -97,7 +79,7 @@ def test_keep_per_prompt_and_pass_rate_band(tmp_path):
 
 
 def test_arithmetic_check_catches_slips_that_cancel(tmp_path):
-    from r1_distill.teacher.verifiers import arithmetic_steps
+    from r1_distill.grading.checks import arithmetic_steps
 
     assert [ok for _, ok in arithmetic_steps("7 + 6 = 12\n12 + 1 = 14")] == [False, False]
     assert [ok for _, ok in arithmetic_steps("5 - 8 = -3, $3 \\times 4 = 12$, 1 / 3 = 0.33 and 3 × 4 = 13.")] == \

@@ -1,10 +1,11 @@
 """Grading in worker processes, every step under a hard wall-clock limit, on all cores.
 
-A job is one payload (a trace) and a list of steps (checks) run in order in one worker. Each step has
-its own limit: when it runs past it, the worker is killed (SIGKILL: nothing in it can refuse, not
+A job is one payload (a trace) and a list of steps (checks) run in order in one worker, whose results
+come back in one message. Each step has its own limit (the worker marks in shared memory which step
+runs since when): when it runs past it, the worker is killed (SIGKILL: nothing in it can refuse, not
 math-verify stuck in C big-integer arithmetic, not a sandbox it started, which dies with it), the
-step gets a :class:`Failure` with the reason, a fresh worker takes its place and the job's remaining
-steps go on there. A worker that dies (out of memory, a segfault) is the same: its step fails with
+step gets a :class:`Failure` with the reason, a fresh worker takes its place and the job's other
+steps run there. A worker that dies (out of memory, a segfault) is the same: its step fails with
 the exit code. Nothing waits forever and no item is lost.
 
 Workers fork from a fork server that has imported the grading code once, so a replacement starts in
@@ -66,7 +67,7 @@ def _resolve(ref: str) -> Callable:
     return _FUNCS[ref]
 
 
-def _worker_main(conn, memory_mb: Optional[int]) -> None:
+def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when work stops
     if memory_mb:  # a hostile answer that builds a giant number fails here, not on the host
         import resource
@@ -81,30 +82,41 @@ def _worker_main(conn, memory_mb: Optional[int]) -> None:
         if message is None:
             return
         job_id, payload, steps = message
+        results, seconds = [], []
         for i, step in enumerate(steps):
-            started = time.perf_counter()
+            started = time.monotonic()
+            progress[0], progress[1] = i, started  # the parent reads these to hold each step to its limit
             try:
                 result = _resolve(step.func)(payload, **step.kwargs)
             except Exception as exc:
                 result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
-            conn.send((job_id, i, result, time.perf_counter() - started))
+            results.append(result)
+            seconds.append(time.monotonic() - started)
+        conn.send((job_id, results, seconds))  # one message a job: the parent stays off the cores
 
 
 class _Worker:
     def __init__(self, ctx, memory_mb: Optional[int]):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, memory_mb), daemon=True)
+        self.progress = ctx.Array("d", 2, lock=False)  # [step running, when it started (monotonic)]
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.progress, memory_mb), daemon=True)
         self.proc.start()
         child.close()
         self.job: Optional[int] = None
         self.steps: list[Step] = []
-        self.step = 0
-        self.deadline = 0.0
 
     def start(self, job_id: int, payload, steps: list[Step]) -> None:
-        self.job, self.steps, self.step = job_id, steps, 0
-        self.deadline = time.monotonic() + steps[0].timeout_s
+        self.job, self.steps = job_id, steps
+        self.progress[0], self.progress[1] = 0, time.monotonic()
         self.conn.send((job_id, payload, steps))
+
+    @property
+    def step(self) -> int:
+        return min(int(self.progress[0]), len(self.steps) - 1)
+
+    @property
+    def deadline(self) -> float:
+        return self.progress[1] + self.steps[self.step].timeout_s
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -155,7 +167,7 @@ class GradingPool:
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
                 try:
-                    job_id, i, result, seconds = conn.recv()
+                    job_id, step_results, step_seconds = conn.recv()
                 except (EOFError, OSError):
                     worker.proc.join(1)
                     code = worker.proc.exitcode
@@ -163,15 +175,11 @@ class GradingPool:
                     del busy[conn]
                     idle.append(self._replace(worker))
                     continue
-                step = worker.steps[i]
-                results[job_id][step.name] = result
-                self.seconds[job_id][step.name] = seconds
-                worker.step = i + 1
-                if worker.step < len(worker.steps):
-                    worker.deadline = time.monotonic() + worker.steps[worker.step].timeout_s
-                else:
-                    del busy[conn]
-                    idle.append(worker)
+                for step, result, seconds in zip(worker.steps, step_results, step_seconds):
+                    results[job_id][step.name] = result
+                    self.seconds[job_id][step.name] = seconds
+                del busy[conn]
+                idle.append(worker)
             now = time.monotonic()
             for conn, worker in list(busy.items()):
                 if now >= worker.deadline:
@@ -182,10 +190,13 @@ class GradingPool:
         return results
 
     def _fail(self, worker: _Worker, results, queue, reason: str) -> None:
-        step = worker.steps[worker.step]
+        """The running step fails; the job's other steps (those before it returned only with the
+        whole job) run again on a fresh worker."""
+        i = worker.step
+        step = worker.steps[i]
         results[worker.job][step.name] = Failure(reason)
-        self.seconds[worker.job][step.name] = step.timeout_s
-        rest = worker.steps[worker.step + 1:]
+        self.seconds[worker.job][step.name] = time.monotonic() - worker.progress[1]
+        rest = worker.steps[:i] + worker.steps[i + 1:]
         if rest:
             queue.appendleft((worker.job, rest))
 
