@@ -13,7 +13,10 @@ resumes where it stopped. Each sample is graded by the same correctness check as
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,8 @@ from typing import Optional
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
+from r1_distill.grading import TraceParts, grade, last_boxed
+from r1_distill.grading.pool import Failure, GradingPool, Job, Step, shared_pool
 from r1_distill.manifest import write_manifest
 from r1_distill.traces import TraceRecord, read_traces
 
@@ -46,20 +51,22 @@ class EvalConfig:
     concurrency: int = 64  # endpoints, llama.cpp slots
     models_file: Optional[str] = None
     show_progress: bool = True
+    workers: Optional[int] = None  # grading processes; default: every available core
 
 
+VOTE_TIMEOUT_S = 30.0
+RUN_FILE = "eval_run.json"
 def vote_key(answer_text: str) -> Optional[str]:
-    """The final answer a sample votes for, normalised so that '1,000', '1000' and '$1000$' agree."""
-    from r1_distill.teacher.verifiers import _as_integer, last_boxed
-
+    """How a sample's final answer (its last \\boxed{}) is shown in `votes`: '1,000', '1000' and '$1000$'
+    print alike. Which answers vote together is decided by math-verify (`answer_groups`), not by this."""
     boxed = last_boxed(answer_text)
     if boxed is None:
         return None
-    as_int = _as_integer(boxed)
-    if as_int is not None:
-        return str(as_int)
     key = boxed.replace(" ", "").replace("$", "").replace("\\!", "").replace("\\left", "").replace("\\right", "")
-    return key.replace("dfrac", "frac").replace("tfrac", "frac").rstrip(".") or None
+    key = key.replace("dfrac", "frac").replace("tfrac", "frac").rstrip(".")
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", key):
+        key = key.replace(",", "")
+    return key or None
 
 
 def consensus_credit(votes: list[Optional[str]], correct: list[bool]) -> tuple[float, list[str]]:
@@ -74,16 +81,36 @@ def consensus_credit(votes: list[Optional[str]], correct: list[bool]) -> tuple[f
     return sum(1 for v in leaders if v in right) / len(leaders), leaders
 
 
-def score_problem(records: list[TraceRecord]) -> dict:
-    from r1_distill.teacher.verifiers import TraceParts, check_correctness
+def group_votes(answers: list[Optional[str]], pool: Optional[GradingPool] = None,
+                timeout_s: float = VOTE_TIMEOUT_S) -> list[Optional[str]]:
+    """Each sample's vote, answers that are mathematically equal (`0.5`, `\\frac12`) sharing one: the
+    shown form of the first of them. Under a hard time limit; past it, votes fall back to the shown
+    forms."""
+    shown = [vote_key(a) if a is not None else None for a in answers]
+    if sum(v is not None for v in shown) < 2:
+        return shown
+    job = Job(answers, [Step("groups", "r1_distill.grading.answers:answer_groups", {}, timeout_s)])
+    groups = (pool or shared_pool()).run([job])[0]["groups"]
+    if isinstance(groups, Failure):
+        return shown
+    return [shown[g] if g is not None else None for g in groups]
 
-    correct, votes, reasoning_tokens, answer_tokens, truncated = [], [], [], [], 0
+
+def grade_samples(records: list[TraceRecord], pool: Optional[GradingPool] = None) -> list[tuple[bool, str]]:
+    """The correctness verdict of every sample, on all cores, each under the check's hard time limit."""
+    parts = [TraceParts.from_record(r) for r in records]
+    return [v["correctness"] for v in grade(parts, ["correctness"], pool=pool)]
+
+
+def score_problem(records: list[TraceRecord], verdicts: Optional[list[tuple[bool, str]]] = None,
+                  pool: Optional[GradingPool] = None) -> dict:
+    if verdicts is None:
+        verdicts = grade_samples(records, pool)
+    correct = [ok for ok, _ in verdicts]
+    closed = ["</think>" in r.completion or bool(r.answer.strip()) for r in records]
+    votes = group_votes([r.answer if c else None for r, c in zip(records, closed)], pool)
+    reasoning_tokens, answer_tokens, truncated = [], [], 0
     for r in records:
-        parts = TraceParts(completion=r.completion, reasoning=r.reasoning, answer=r.answer,
-                           thinking_closed="</think>" in r.completion, reference=r.reference_answer)
-        ok, _ = check_correctness(parts)
-        correct.append(ok)
-        votes.append(vote_key(r.answer) if parts.thinking_closed else None)
         truncated += r.finish_reason == "length"
         n = r.completion_tokens
         if n is not None:
@@ -98,8 +125,9 @@ def score_problem(records: list[TraceRecord]) -> dict:
     return {"id": first.problem_id, "problem": first.problem, "reference": first.reference_answer,
             "samples": len(records), "correct": sum(correct), "pass@1": sum(correct) / len(records),
             "consensus": credit, "majority": leaders, "votes": dict(Counter(v for v in votes if v is not None)),
-            "truncated": truncated,
-            "mean_reasoning_tokens": _mean(reasoning_tokens), "mean_answer_tokens": _mean(answer_tokens)}
+            "truncated": truncated, "unclosed": sum(not c for c in closed),
+            "mean_reasoning_tokens": _mean(reasoning_tokens), "mean_answer_tokens": _mean(answer_tokens),
+            "verdicts": [reason for _, reason in verdicts]}
 
 
 def _mean(values: list[float]) -> Optional[float]:
@@ -110,14 +138,18 @@ def summarize(per_problem: list[dict], k: int) -> dict:
     if not per_problem:
         raise UserError("no problems were evaluated")
     n = len(per_problem)
-    pass1 = sum(p["pass@1"] for p in per_problem) / n
+    rates = [p["pass@1"] for p in per_problem]
+    pass1 = sum(rates) / n
+    # standard error of the mean over problems (sample variance); 0 for a single problem
+    stderr = math.sqrt(sum((x - pass1) ** 2 for x in rates) / (n - 1) / n) if n > 1 else 0.0
     cons = sum(p["consensus"] for p in per_problem) / n
     samples = sum(p["samples"] for p in per_problem)
     reasoning = [p["mean_reasoning_tokens"] for p in per_problem if p["mean_reasoning_tokens"] is not None]
     answer = [p["mean_answer_tokens"] for p in per_problem if p["mean_answer_tokens"] is not None]
-    return {"problems": n, "K": k, "pass@1": pass1, "cons@K": cons, f"cons@{k}": cons,
+    return {"problems": n, "K": k, "pass@1": pass1, "pass@1_stderr": stderr, "cons@K": cons, f"cons@{k}": cons,
             "mean_reasoning_tokens": _mean(reasoning), "mean_answer_tokens": _mean(answer),
-            "truncation_rate": sum(p["truncated"] for p in per_problem) / samples}
+            "truncation_rate": sum(p["truncated"] for p in per_problem) / samples,
+            "unclosed_thinking_rate": sum(p.get("unclosed", 0) for p in per_problem) / samples}
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -134,6 +166,9 @@ def evaluate(config: EvalConfig) -> dict:
         raise UserError(f"{len(unanswered)} of {len(prompts)} problems in {config.bench} have no reference answer "
                         f"(field '{config.answer_field}', first: {unanswered[0]}): pass --answer-field NAME")
     out = Path(config.out)
+    claim_run(out, run_identity(config, load_prompts(config.bench, problem_field=config.problem_field,
+                                                     answer_field=config.answer_field, id_field=config.id_field,
+                                                     split=config.split)))
     samples_dir = out / "samples"
     generated = generate(GenerateConfig(
         teacher=config.model, prompts=config.bench, out=str(samples_dir), samples=config.samples,
@@ -142,15 +177,20 @@ def evaluate(config: EvalConfig) -> dict:
         answer_field=config.answer_field, id_field=config.id_field, split=config.split, limit=config.limit,
         batch_size=config.batch_size, concurrency=config.concurrency, models_file=config.models_file,
         show_progress=config.show_progress))
+    wanted = {p.id for p in prompts}
     by_problem: dict[str, list[TraceRecord]] = {}
     for record in read_traces(samples_dir):
-        if record.sample_index < config.samples:
+        if record.sample_index < config.samples and record.problem_id in wanted:
             by_problem.setdefault(record.problem_id, []).append(record)
-    per_problem = [score_problem(sorted(rs, key=lambda r: r.sample_index)) for rs in by_problem.values()]
+    groups = [sorted(rs, key=lambda r: r.sample_index) for _, rs in sorted(by_problem.items())]
+    with GradingPool(config.workers) as pool:
+        flat = [r for rs in groups for r in rs]
+        verdicts = iter(grade_samples(flat, pool))
+        per_problem = [score_problem(rs, [next(verdicts) for _ in rs], pool) for rs in groups]
     summary = summarize(per_problem, config.samples)
-    first = next(iter(by_problem.values()))[0]
-    summary.update(model=config.model, bench=config.bench, backend=first.backend, sampling=first.sampling,
-                   generation=generated)
+    first = groups[0][0]
+    summary.update(model=config.model, bench=config.bench, bench_digest=json.loads((out / RUN_FILE).read_text())["bench_digest"],
+                   backend=first.backend, sampling=first.sampling, generation=generated)
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in per_problem)
     write_text_atomic(out / "results.jsonl", lines)
     write_json_atomic(out / "summary.json", summary)
@@ -161,13 +201,46 @@ def evaluate(config: EvalConfig) -> dict:
     return summary
 
 
+def run_identity(config: EvalConfig, bench_prompts: list) -> dict:
+    """What an evaluation folder holds: which problems (a digest of every id, problem and reference of
+    the bench, whatever --limit takes of it) sampled from which model, how. --samples and --limit may
+    grow within one identity: only the current problems' first K samples are scored."""
+    h = hashlib.sha256()
+    for p in bench_prompts:
+        h.update(json.dumps([p.id, p.problem, p.answer], ensure_ascii=False).encode())
+    return {"bench": Path(config.bench).name, "bench_digest": h.hexdigest()[:16], "bench_problems": len(bench_prompts),
+            "model": config.model, "served_model": config.served_model, "backend": config.backend,
+            "temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens,
+            "seed": config.seed, "split": config.split,
+            "fields": [config.id_field, config.problem_field, config.answer_field]}
+
+
+def claim_run(out: Path, identity: dict) -> None:
+    """Record the evaluation's identity in `out`, or refuse to mix it with the one already there."""
+    path = out / RUN_FILE
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in identity if before.get(k) != identity[k]]
+        if changed:
+            detail = "; ".join(f"{k}: {before.get(k)!r} there, {identity[k]!r} now" for k in changed)
+            raise UserError(f"{out} holds another evaluation ({detail}); results of two benches or settings are never "
+                            f"mixed: pass another --out (one folder per model and bench), or delete {out} to start over")
+        return
+    if (out / "samples").exists() or (out / "summary.json").exists():
+        raise UserError(f"{out} holds an evaluation from before runs were recorded ({RUN_FILE} is missing): "
+                        f"pass another --out, or delete {out} to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, identity)
+
+
 def format_table(summary: dict) -> str:
     k = summary["K"]
-    rows = [("problems", f"{summary['problems']}"), ("pass@1", f"{summary['pass@1']:.1%}  (mean over {k} samples)"),
+    rows = [("problems", f"{summary['problems']}"), ("pass@1", f"{summary['pass@1']:.1%} +/- {summary.get('pass@1_stderr', 0.0):.1%}  (mean over {k} samples, standard error)"),
             (f"cons@{k}", f"{summary['cons@K']:.1%}"),
             ("mean reasoning tokens", _fmt(summary["mean_reasoning_tokens"])),
             ("mean answer tokens", _fmt(summary["mean_answer_tokens"])),
-            ("truncated", f"{summary['truncation_rate']:.1%}")]
+            ("truncated", f"{summary['truncation_rate']:.1%}"),
+            ("thinking never closed", f"{summary.get('unclosed_thinking_rate', 0.0):.1%}")]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 

@@ -88,3 +88,58 @@ def test_eval_without_reference_answers_is_a_clear_error(tmp_path, tiny_gguf):
                           "--out", str(tmp_path / "o"), "--samples", "1", "--max-tokens", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "reference answer" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cons_at_k_votes_over_mathematically_equal_answers():
+    # by strings 7 would lead (2 votes against 1, 1, 1); as numbers 1/2 has three votes
+    p = score_problem(_samples("h", "\\frac{1}{2}", ["0.5", "\\frac12", "\\dfrac{2}{4}", 7, 7]))
+    assert p["pass@1"] == pytest.approx(3 / 5) and p["consensus"] == 1.0
+    assert p["votes"] == {"0.5": 3, "7": 2} and p["majority"] == ["0.5"]
+    # sets in another order and x = ... are one answer too; a different set is another
+    q = score_problem(_samples("s", "-2,1", ["1,-2", "-2, 1", "x=-2, x=1", "-21"]))
+    assert q["votes"] == {"1,-2": 3, "-21": 1} and q["consensus"] == 1.0
+
+
+def test_summary_has_the_standard_error_and_the_unclosed_share():
+    def closed(pid, answers):
+        return _samples(pid, "5", answers)
+
+    unclosed = [TraceRecord.from_completion(problem_id="u", problem="p", reference_answer="5", sample_index=k, teacher="t",
+                                            backend="b", completion="still thinking about 5", finish_reason="length")
+                for k in range(2)]
+    problems = [score_problem(closed("a", [5, 5])), score_problem(closed("b", [3, 3])), score_problem(closed("c", [5, 3])),
+                score_problem(unclosed)]
+    rates = [1.0, 0.0, 0.5, 0.0]
+    summary = summarize(problems, 2)
+    mean = sum(rates) / 4
+    expected = (sum((r - mean) ** 2 for r in rates) / 3 / 4) ** 0.5
+    assert summary["pass@1"] == pytest.approx(mean) and summary["pass@1_stderr"] == pytest.approx(expected)
+    assert summary["unclosed_thinking_rate"] == pytest.approx(2 / 8)
+    assert problems[3]["unclosed"] == 2 and problems[3]["votes"] == {}
+
+
+def test_eval_into_one_folder_with_two_benches_is_refused(tiny_gguf, tmp_path):
+    """Acceptance 4: a second bench into the same --out is refused with what to do; growing --limit on the
+    same bench is the same evaluation, and only the current problems are scored."""
+    first = _bench(tmp_path, 4)
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i} times 3?", "answer": str(3 * i)}) + "\n"
+                             for i in range(4)))  # the same ids: positional or not, they must not collide
+
+    def run(bench, *extra):
+        return subprocess.run([sys.executable, "-m", "r1_distill", "eval", "--model", str(tiny_gguf), "--bench", str(bench),
+                               "--out", str(tmp_path / "out"), "--samples", "1", "--max-tokens", "4", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    assert run(first, "--limit", "2").returncode == 0
+    before = (tmp_path / "out" / "summary.json").read_text()
+    refused = run(other, "--limit", "2")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "holds another evaluation" in refused.stderr and "bench_digest" in refused.stderr and "--out" in refused.stderr
+    assert (tmp_path / "out" / "summary.json").read_text() == before
+    grown = run(first, "--limit", "3")
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["bench_digest"]
+    assert run(first, "--limit", "2").returncode == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["problems"] == 2  # never more than asked
