@@ -1,8 +1,8 @@
 """`r1-distill grpo`: reinforcement learning with rule-based rewards, on TRL's GRPOTrainer.
 
-The rewards are `teacher/`'s verifiers (one implementation for filtering and for RL): correctness
-(math-verify against the reference answer), format (one closed `<think>` block, then an answer),
-language consistency, and the repetition and length penalties. R1's settings are the defaults
+The rewards are r1_distill.grading's checks (one implementation for filter, eval and RL): correctness
+(math-verify against the reference answer; a code problem's tests in the sandbox), format (one
+closed `<think>` block, then an answer), language consistency, and the repetition and length penalties. R1's settings are the defaults
 where they apply: sampling temperature 1.0, KL coefficient (beta) 0.001. Generation runs on vLLM
 when it is installed and a GPU is present (colocated, or a `trl vllm-serve` server with
 --vllm-server URL), on transformers otherwise.
@@ -30,7 +30,7 @@ R1_ZERO_TEMPLATE = (
     "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
     "User: {prompt}. Assistant: <think>\n")
 
-REWARDS = ("correctness", "format", "arithmetic", "language", "repetition", "length")
+REWARDS = ("correctness", "format", "arithmetic", "language", "repetition", "length", "code")
 
 
 @dataclass
@@ -67,36 +67,15 @@ class GRPORunConfig:
 
 
 def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None) -> list:
-    from r1_distill.teacher.verifiers import repetition_penalty_reward, reward_function
+    """The checks of r1_distill.grading as TRL reward functions (graded on all cores, each under its limit)."""
+    from r1_distill.grading import reward_function
 
     functions = []
     for name in names:
         if name not in REWARDS:
             raise UserError(f"unknown reward {name!r}: choose from {', '.join(REWARDS)}")
-        if name == "repetition":
-            functions.append(repetition_penalty_reward())
-        elif name == "length":
-            functions.append(_length_penalty_reward(max_tokens))
-        else:
-            functions.append(reward_function(name))
+        functions.append(reward_function(name, max_words=max_tokens) if name == "length" else reward_function(name))
     return functions
-
-
-def _length_penalty_reward(max_words: Optional[int]):
-    """0 inside the budget, falling linearly to -1 at twice the budget (words, as a tokenizer-free proxy)."""
-    from r1_distill.teacher.verifiers import _completion_text
-
-    def reward(prompts=None, completions=None, **columns) -> list[float]:
-        if not max_words:
-            return [0.0] * len(completions)
-        out = []
-        for completion in completions:
-            n = len(_completion_text(completion).split())
-            out.append(-min(1.0, max(0, n - max_words) / max_words))
-        return out
-
-    reward.__name__ = "length_reward"
-    return reward
 
 
 def build_prompt_dataset(config: GRPORunConfig, suffix: str):
