@@ -174,7 +174,7 @@ def filter_traces(config: FilterConfig) -> dict:
         first = seen_prompts.setdefault(norm, r.problem_id)
         r.checks["duplicate_prompt"] = CheckResult(
             passed=first == r.problem_id, reason=f"same problem as {first}" if first != r.problem_id else "unique")
-        key = (r.problem_id, _normalized(r.completion))
+        key = (r.problem_id, " ".join(r.completion.lower().split()))  # symbols count: `a + b` is not `a - b`
         first_sample = seen_traces.setdefault(key, r.sample_index)
         r.checks["duplicate_trace"] = CheckResult(
             passed=first_sample == r.sample_index,

@@ -24,7 +24,7 @@ from r1_distill.registry import load_registry
 from r1_distill.traces import TRACE_SHARD_GLOB, TraceRecord, append_traces, iter_traces
 
 from . import backends, resume
-from .prompts import load_prompts
+from .prompts import CODE_PROMPT_SUFFIX, load_prompts
 
 BACKENDS = ("openai", "vllm", "transformers", "llamacpp")
 
@@ -190,10 +190,15 @@ def generate(config: GenerateConfig) -> dict:
     prompts = load_prompts(config.prompts, problem_field=config.problem_field, answer_field=config.answer_field,
                            id_field=config.id_field, split=config.split, limit=config.limit)
     teacher = resolve_teacher(config, registry)
+    kinds = {p.kind for p in prompts}
+    if len(kinds) > 1:
+        raise UserError(f"{config.prompts} mixes math and code problems (records with a 'tests' field are code): "
+                        "sample them in two runs, into two --out folders, since they take different instructions")
     sampling = backends.Sampling(
         temperature=defaults.temperature if config.temperature is None else config.temperature,
         top_p=defaults.top_p if config.top_p is None else config.top_p,
-        max_tokens=config.max_tokens or defaults.max_new_tokens, prompt_suffix=defaults.prompt_suffix,
+        max_tokens=config.max_tokens or defaults.max_new_tokens,
+        prompt_suffix=CODE_PROMPT_SUFFIX if kinds == {"code"} else defaults.prompt_suffix,
         system_prompt=defaults.system_prompt, seed=config.seed)
     if teacher.backend == "openai":
         backends.preflight_openai(teacher.endpoints, teacher.api_key, teacher.model)

@@ -10,11 +10,16 @@ from r1_distill.errors import UserError
 from r1_distill.files import read_jsonl
 
 
+CODE_PROMPT_SUFFIX = ("Think it through, then give your complete solution in Python 3 as one ```python code block "
+                      "at the end of your answer.")
+
+
 @dataclass(frozen=True)
 class Prompt:
     id: str
     problem: str
-    answer: Optional[str]
+    answer: Optional[str]  # a final answer, or for a code problem its tests (r1_distill.grading.code)
+    kind: str = "math"  # math | code
 
 
 def _rows(source: str, split: str) -> list[dict]:
@@ -42,7 +47,9 @@ def _rows(source: str, split: str) -> list[dict]:
 
 
 def load_prompts(source: str, *, problem_field: str = "problem", answer_field: str = "answer", id_field: str = "id",
-                 split: str = "train", limit: Optional[int] = None) -> list[Prompt]:
+                 split: str = "train", limit: Optional[int] = None, tests_field: str = "tests") -> list[Prompt]:
+    """A record with a `tests` field is a code problem: its reference is its tests (stdin/stdout cases,
+    asserts, or HumanEval's check function; see r1_distill.grading.code)."""
     rows = _rows(source, split)
     if not rows:
         raise UserError(f"prompt set {source} is empty")
@@ -56,6 +63,15 @@ def load_prompts(source: str, *, problem_field: str = "problem", answer_field: s
         if pid in seen:
             raise UserError(f"{source}: id {pid!r} appears twice; ids must be unique (or pass --id-field)")
         seen.add(pid)
+        if row.get(tests_field) not in (None, "", []):
+            from r1_distill.grading.code import code_reference
+
+            try:
+                reference = code_reference(row[tests_field])
+            except ValueError as exc:
+                raise UserError(f"{source}: record {number} (id {pid}): {exc}") from None
+            prompts.append(Prompt(id=pid, problem=str(row[problem_field]), answer=reference, kind="code"))
+            continue
         answer = row.get(answer_field)
         prompts.append(Prompt(id=pid, problem=str(row[problem_field]), answer=None if answer is None else str(answer)))
     return prompts

@@ -5,8 +5,9 @@ What the program gets:
   its own files read-only at /code, a private writable /tmp (tmpfs, capped) as its working folder;
 * no network (its own empty network namespace), its own pid, IPC, UTS and user namespaces, a new
   session (no terminal to write to), no host environment variables (`--clearenv`, a bare PATH);
-* limits: CPU seconds, address space, processes (RLIMIT_NPROC, run as the unprivileged `nobody`
-  user when we are root, since root is exempt from it), size of any file it writes (stdout and
+* limits: CPU seconds, address space, processes (RLIMIT_NPROC, which counts per user and exempts
+  root: as root, each sandbox runs as its own unprivileged uid, SANDBOX_UID_BASE + the pid of the
+  process that started it, so a fork bomb in one cannot starve the sandboxes beside it), size of any file it writes (stdout and
   stderr are files, so output is capped), and a wall clock, past which the whole process group is
   killed; the sandbox dies with its parent (`--die-with-parent`), and with it every process of its
   pid namespace.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-NOBODY = 65534
+SANDBOX_UID_BASE = 200_000  # a sandbox runs as uid BASE + the grading process's pid: no two share one
 PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -103,6 +104,29 @@ def _own_processes() -> int:
     return count
 
 
+def _reap(uid: int, within_s: float = 5.0) -> None:
+    """Kill whatever still runs as the sandbox's uid (a fork bomb's children outlive its pid 1 for a
+    moment), so the next sandbox of this process starts with its whole process allowance."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        alive = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == uid:
+                        alive.append(int(entry.name))
+                except OSError:
+                    pass
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+
+
 def _limits_hook(limits: Limits, nproc: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
@@ -126,18 +150,18 @@ def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str = "", limit
         for name, text in files.items():
             (code_dir / name).write_text(text, encoding="utf-8")
         (root / "stdin").write_text(stdin, encoding="utf-8")
-        as_nobody = os.geteuid() == 0
-        if as_nobody:  # the files must be readable by nobody; nothing of ours is writable to it
+        uid = SANDBOX_UID_BASE + os.getpid() if os.geteuid() == 0 else None
+        if uid is not None:  # the files must be readable by that uid; nothing of ours is writable to it
             os.chmod(root, 0o755)
             os.chmod(code_dir, 0o755)
         # bwrap itself and its pid-namespace init count against RLIMIT_NPROC too
-        nproc = limits.processes + 2 + (0 if as_nobody else _own_processes())
+        nproc = limits.processes + 2 + (0 if uid is not None else _own_processes())
         cmd = _bwrap_argv(code_dir, argv, limits)
         started = time.monotonic()
         with open(root / "stdin", "rb") as fin, open(root / "stdout", "wb") as fout, open(root / "stderr", "wb") as ferr:
             proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, start_new_session=True,
                                     preexec_fn=_limits_hook(limits, nproc), close_fds=True, env={"PATH": PATH},
-                                    **({"user": NOBODY, "group": NOBODY, "extra_groups": []} if as_nobody else {}))
+                                    **({"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}))
             try:
                 code: Optional[int] = proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
@@ -147,6 +171,8 @@ def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str = "", limit
                 except ProcessLookupError:
                     pass
                 proc.wait()
+        if uid is not None:
+            _reap(uid)
         seconds = time.monotonic() - started
         stdout = (root / "stdout").read_bytes()[: limits.output_kb << 10].decode("utf-8", "replace")
         stderr = (root / "stderr").read_bytes()[-4000:].decode("utf-8", "replace")
@@ -162,7 +188,7 @@ def _reason(code: Optional[int], stderr: str, limits: Limits) -> str:
     sig = -code if code < 0 else code - 128 if code > 128 else None
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and "MemoryError" not in stderr):
         return f"CPU time limit: over {limits.cpu_s} s of CPU, killed"
-    if sig == signal.SIGXFSZ:
+    if sig == signal.SIGXFSZ or "File too large" in stderr:  # Python ignores SIGXFSZ and raises instead
         return f"output limit: wrote more than {limits.output_kb} KiB, killed"
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
