@@ -37,7 +37,7 @@ def _sandbox_processes() -> int:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                count += entry.stat().st_uid >= SANDBOX_UID_BASE
+                count += entry.stat().st_uid >= SANDBOX_UID_BASE and " Z " not in (entry / "stat").read_text()
             except OSError:
                 pass
     return count

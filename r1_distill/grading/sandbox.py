@@ -6,8 +6,8 @@ What the program gets:
 * no network (its own empty network namespace), its own pid, IPC, UTS and user namespaces, a new
   session (no terminal to write to), no host environment variables (`--clearenv`, a bare PATH);
 * limits: CPU seconds, address space, processes (RLIMIT_NPROC, which counts per user and exempts
-  root: as root, each sandbox runs as its own unprivileged uid, SANDBOX_UID_BASE + the pid of the
-  process that started it, so a fork bomb in one cannot starve the sandboxes beside it), size of any file it writes (stdout and
+  root: as root, each sandbox runs as an unprivileged uid of its own, so a fork bomb in one cannot
+  starve the sandboxes beside it), size of any file it writes (stdout and
   stderr are files, so output is capped), and a wall clock, past which the whole process group is
   killed; the sandbox dies with its parent (`--die-with-parent`), and with it every process of its
   pid namespace.
@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-SANDBOX_UID_BASE = 200_000  # a sandbox runs as uid BASE + the grading process's pid: no two share one
+SANDBOX_UID_BASE = 200_000  # sandboxes run as uids from here up: no two running ones share one
+_UIDS_PER_PROCESS = 16
+_runs = 0
+
+
+def _sandbox_uid() -> int:
+    """A uid of its own for each run: this process's pid picks a block of 16, runs cycle through it, so
+    neither a sandbox beside it nor the zombies a fork bomb leaves for a moment eat its process allowance."""
+    global _runs
+    _runs += 1
+    return SANDBOX_UID_BASE + os.getpid() * _UIDS_PER_PROCESS + _runs % _UIDS_PER_PROCESS
 PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -105,17 +115,17 @@ def _own_processes() -> int:
 
 
 def _reap(uid: int, within_s: float = 5.0) -> None:
-    """Kill whatever still runs as the sandbox's uid (a fork bomb's children outlive its pid 1 for a
-    moment), so the next sandbox of this process starts with its whole process allowance."""
+    """Kill whatever still runs as the sandbox's uid (a fork bomb's children can outlive its pid 1 for a
+    moment). Zombies are dead already: the host's init collects them."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         alive = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if entry.stat().st_uid == uid:
+                    if entry.stat().st_uid == uid and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                         alive.append(int(entry.name))
-                except OSError:
+                except (OSError, IndexError):
                     pass
         if not alive:
             return
@@ -150,7 +160,7 @@ def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str = "", limit
         for name, text in files.items():
             (code_dir / name).write_text(text, encoding="utf-8")
         (root / "stdin").write_text(stdin, encoding="utf-8")
-        uid = SANDBOX_UID_BASE + os.getpid() if os.geteuid() == 0 else None
+        uid = _sandbox_uid() if os.geteuid() == 0 else None
         if uid is not None:  # the files must be readable by that uid; nothing of ours is writable to it
             os.chmod(root, 0o755)
             os.chmod(code_dir, 0o755)
