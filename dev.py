@@ -102,12 +102,27 @@ def ensure_chromium() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, stdout=subprocess.DEVNULL)
 
 
+def ensure_bubblewrap() -> None:
+    """Debian's bubblewrap: the sandbox the `code` check runs programs in (its tests skip without it)."""
+    if shutil.which("bwrap"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("bwrap not found and cannot be installed here: the code-sandbox tests will skip "
+            "(sudo apt-get install -y bubblewrap)")
+        return
+    log("installing Debian's bubblewrap for the code sandbox")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "bubblewrap"], env=env, check=False, stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"test", "demo", "shell", "setup"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     ensure_env()
+    ensure_bubblewrap()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if command == "setup":
         return 0
