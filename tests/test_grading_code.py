@@ -185,3 +185,62 @@ def test_ten_grpo_steps_with_the_code_reward(small_vocab_model, tmp_path):
     steps = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
     assert len(steps) == 10 and all("rewards/code_reward/mean" in h for h in steps)
     assert all(h["rewards/code_reward/mean"] == 0.0 for h in steps)  # a random model writes no passing program
+
+
+@pytest.fixture()
+def scripted_teacher():
+    """An OpenAI-compatible endpoint that answers each code problem once with its reference solution
+    and once with its broken one: a teacher whose outputs we know, so eval's figures are known."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    served, prompts, lock = {}, [], threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            user = request["messages"][-1]["content"]
+            problem = next(p for p in PROBLEMS if user.startswith(p["problem"]))
+            with lock:
+                prompts.append(user)
+                n = served[problem["id"]] = served.get(problem["id"], 0) + 1
+            program = problem["solution"] if n % 2 else problem["broken"]
+            self._send({"id": f"r{n}", "object": "chat.completion", "created": 0, "model": "scripted",
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "reasoning_content": "I will write it.",
+                            "content": f"Here is the program:\n\n```python\n{program}```"}}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", prompts
+    server.shutdown()
+
+
+def test_eval_on_code_problems_end_to_end(scripted_teacher, tmp_path):
+    url, prompts = scripted_teacher
+    bench = Path(__file__).parent / "data" / "code_problems.jsonl"
+    run = subprocess.run([sys.executable, "-m", "r1_distill", "eval", "--model", url, "--bench", str(bench),
+                          "--out", str(tmp_path / "eval"), "--samples", "2", "--max-tokens", "256"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["problems"] == len(PROBLEMS) and summary["pass@1"] == 0.5 and summary["pass@1_stderr"] == 0.0
+    results = {r["id"]: r for r in map(json.loads, (tmp_path / "eval" / "results.jsonl").read_text().splitlines())}
+    assert all(r["correct"] == 1 for r in results.values())
+    assert any("all 3 tests pass" in v for v in results["code-sum"]["verdicts"])
+    assert any("wrong output" in v for v in results["code-sum"]["verdicts"])
+    assert all("```python" in p for p in prompts)  # generate asked for a code block, not a \boxed{} answer
