@@ -98,6 +98,11 @@ def bench_filter(tmp: Path) -> dict:
                 problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=k, teacher="ref",
                 backend="bench", completion=f"{r['solution']}\n</think>\n\n{ending}", finish_reason="stop"))
     write_traces(tmp / "math.jsonl", records)
+    from r1_distill.grading import TraceParts, grade
+    from r1_distill.grading.pool import GradingPool
+
+    with GradingPool(1) as pool:  # start the fork server (once per process) before either run is timed
+        grade([TraceParts.from_text("</think>\\boxed{1}", reference="1")], ["correctness"], pool=pool)
     runs = {}
     for label, workers in (("one_process", 1), ("all_cores", None)):
         start = time.perf_counter()
@@ -106,12 +111,15 @@ def bench_filter(tmp: Path) -> dict:
                                             workers=workers))
         seconds = time.perf_counter() - start
         runs[label] = {"seconds": round(seconds, 2), "traces_per_s": round(len(records) / seconds, 1),
-                       "grading_s": report["grading"]["seconds"], "kept": report["kept"]}
+                       "grading_s": report["grading"]["seconds"], "grading_cpu_s": report["grading"]["cpu_seconds"],
+                       "kept": report["kept"]}
     import os
 
     return {"traces": len(records), "cpus": available_cpus(), "load_average_1min": round(os.getloadavg()[0], 2), **runs,
             "ratio_all_cores": round(runs["all_cores"]["traces_per_s"] / runs["one_process"]["traces_per_s"], 2),
-            "ratio_grading": round(runs["one_process"]["grading_s"] / runs["all_cores"]["grading_s"], 2)}
+            "ratio_grading": round(runs["one_process"]["grading_s"] / runs["all_cores"]["grading_s"], 2),
+            # wall seconds per CPU second of grading: 1.0 is one core's worth, 2.0 both cores busy
+            "cores_used_grading": {k: round(v["grading_cpu_s"] / v["grading_s"], 2) for k, v in runs.items()}}
 
 
 def main() -> None:

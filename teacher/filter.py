@@ -124,16 +124,15 @@ def _check_options(config: FilterConfig) -> dict[str, dict]:
     }
 
 
-def run_checks(records: list[TraceRecord], config: FilterConfig, pool: Optional[GradingPool] = None) -> list[dict[str, CheckResult]]:
+def run_checks(records: list[TraceRecord], config: FilterConfig) -> tuple[list[dict[str, CheckResult]], float]:
     """Every graded check on every record, on all cores, each under its hard time limit
-    (r1_distill.grading); an unreadable answer goes to the LLM judge when one is given."""
+    (r1_distill.grading); an unreadable answer goes to the LLM judge when one is given. Also returns
+    the CPU seconds the grading processes spent."""
     names = [n for n in GRADED_CHECKS if n != "arithmetic" or config.check_arithmetic]
     parts = [TraceParts.from_record(r) for r in records]
-    if pool is None:
-        with GradingPool(config.workers) as own:
-            verdicts = grade(parts, names, _check_options(config), pool=own)
-    else:
+    with GradingPool(config.workers) as pool:
         verdicts = grade(parts, names, _check_options(config), pool=pool)
+        cpu_seconds = pool.cpu_seconds
     results = []
     for record, p, verdict in zip(records, parts, verdicts):
         passed, reason = verdict["correctness"]
@@ -143,7 +142,7 @@ def run_checks(records: list[TraceRecord], config: FilterConfig, pool: Optional[
             if judged is not None:
                 verdict["correctness"] = (judged, f"LLM judge: {'equivalent' if judged else 'not equivalent'}")
         results.append({name: CheckResult(passed=v[0], reason=v[1]) for name, v in verdict.items()})
-    return results
+    return results, cpu_seconds
 
 
 def filter_traces(config: FilterConfig) -> dict:
@@ -180,7 +179,8 @@ def filter_traces(config: FilterConfig) -> dict:
             passed=first_sample == r.sample_index,
             reason=f"same trace as sample {first_sample}" if first_sample != r.sample_index else "unique")
     graded_at = time.perf_counter()
-    for r, verdicts in zip(records, run_checks(records, config)):
+    graded, grading_cpu_s = run_checks(records, config)
+    for r, verdicts in zip(records, graded):
         r.checks.update(verdicts)
     grading_s = time.perf_counter() - graded_at
 
@@ -223,6 +223,7 @@ def filter_traces(config: FilterConfig) -> dict:
         "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
         "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(len(records) / elapsed, 1),
         "grading": {"workers": config.workers or available_cpus(), "seconds": round(grading_s, 3),
+                    "cpu_seconds": round(grading_cpu_s, 3),
                     "timed_out": sum("(hard limit)" in v.reason for r in records for v in r.checks.values())},
     }
     write_json_atomic(out / "report.json", report)

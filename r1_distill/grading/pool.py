@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-PRELOAD = ["r1_distill.grading.registry", "math_verify", "latex2sympy2_extended", "sympy"]
+PRELOAD = ["r1_distill.grading.registry", "r1_distill.grading.warm"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Step:
 class Job:
     payload: Any
     steps: list[Step]
+    key: Optional[str] = None  # jobs with one key go to one worker while it can (its caches stay warm)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
             return
         job_id, payload, steps = message
         results, seconds = [], []
+        cpu_started = time.process_time()
         for i, step in enumerate(steps):
             started = time.monotonic()
             progress[0], progress[1] = i, started  # the parent reads these to hold each step to its limit
@@ -92,7 +94,7 @@ def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
                 result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
             results.append(result)
             seconds.append(time.monotonic() - started)
-        conn.send((job_id, results, seconds))  # one message a job: the parent stays off the cores
+        conn.send((job_id, results, seconds, time.process_time() - cpu_started))  # one message a job
 
 
 class _Worker:
@@ -104,6 +106,7 @@ class _Worker:
         child.close()
         self.job: Optional[int] = None
         self.steps: list[Step] = []
+        self.group: deque = deque()  # jobs of the key this worker is on
 
     def start(self, job_id: int, payload, steps: list[Step]) -> None:
         self.job, self.steps = job_id, steps
@@ -137,6 +140,7 @@ class GradingPool:
         self._lock = threading.Lock()  # one run at a time (TRL may call rewards from threads)
         self.killed = 0  # workers killed for running past a limit, or found dead
         self.seconds: list[dict[str, float]] = []  # the last run's wall time per job and step
+        self.cpu_seconds = 0.0
 
     def _ensure(self) -> None:
         self._workers = [w for w in self._workers if w.proc.is_alive()]
@@ -150,31 +154,52 @@ class GradingPool:
     def _run(self, jobs: list[Job]) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = [{} for _ in jobs]
         self.seconds = [{} for _ in jobs]
-        queue = deque((i, job.steps) for i, job in enumerate(jobs) if job.steps)
+        self.cpu_seconds = 0.0  # CPU time the workers spent on this run's finished jobs
+        groups: dict[Any, deque] = {}
+        for i, job in enumerate(jobs):
+            if job.steps:
+                groups.setdefault(job.key if job.key is not None else ("job", i), deque()).append((i, job.steps))
+        queue = deque(groups.values())  # groups not yet begun; a worker drains its own group first
         if not queue:
             return results
         self._ensure()
         idle = deque(self._workers)
+        for worker in idle:
+            worker.group = deque()
         busy: dict[Any, _Worker] = {}
-        while queue or busy:
-            while queue and idle:
-                worker = idle.popleft()
-                job_id, steps = queue.popleft()
-                worker.start(job_id, jobs[job_id].payload, steps)
+
+        def next_for(worker: _Worker):
+            if not worker.group and queue:
+                worker.group = queue.popleft()
+            if worker.group:
+                return worker.group.popleft()
+            donor = max(self._workers, key=lambda w: len(w.group))  # the tail: take from the longest group
+            return donor.group.pop() if donor.group else None
+
+        while queue or busy or any(w.group for w in self._workers):
+            for worker in list(idle):
+                item = next_for(worker)
+                if item is None:
+                    break
+                idle.remove(worker)
+                worker.start(item[0], jobs[item[0]].payload, item[1])
                 busy[worker.conn] = worker
+            if not busy:
+                continue
             now = time.monotonic()
             timeout = max(0.0, min(w.deadline for w in busy.values()) - now)
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
                 try:
-                    job_id, step_results, step_seconds = conn.recv()
+                    job_id, step_results, step_seconds, cpu = conn.recv()
                 except (EOFError, OSError):
                     worker.proc.join(1)
                     code = worker.proc.exitcode
-                    self._fail(worker, results, queue, f"the grading process died (exit code {code})")
+                    self._fail(worker, results, f"the grading process died (exit code {code})")
                     del busy[conn]
                     idle.append(self._replace(worker))
                     continue
+                self.cpu_seconds += cpu
                 for step, result, seconds in zip(worker.steps, step_results, step_seconds):
                     results[job_id][step.name] = result
                     self.seconds[job_id][step.name] = seconds
@@ -184,12 +209,12 @@ class GradingPool:
             for conn, worker in list(busy.items()):
                 if now >= worker.deadline:
                     step = worker.steps[worker.step]
-                    self._fail(worker, results, queue, f"{step.name} timed out after {step.timeout_s:g} s (hard limit)")
+                    self._fail(worker, results, f"{step.name} timed out after {step.timeout_s:g} s (hard limit)")
                     del busy[conn]
                     idle.append(self._replace(worker))
         return results
 
-    def _fail(self, worker: _Worker, results, queue, reason: str) -> None:
+    def _fail(self, worker: _Worker, results, reason: str) -> None:
         """The running step fails; the job's other steps (those before it returned only with the
         whole job) run again on a fresh worker."""
         i = worker.step
@@ -198,12 +223,13 @@ class GradingPool:
         self.seconds[worker.job][step.name] = time.monotonic() - worker.progress[1]
         rest = worker.steps[:i] + worker.steps[i + 1:]
         if rest:
-            queue.appendleft((worker.job, rest))
+            worker.group.appendleft((worker.job, rest))
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
         self.killed += 1
         fresh = _Worker(self._ctx, self.memory_mb)
+        fresh.group = worker.group
         self._workers = [fresh if w is worker else w for w in self._workers]
         return fresh
 

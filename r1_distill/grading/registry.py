@@ -86,7 +86,8 @@ def grade(items: list[TraceParts], names: list[str], options: Optional[dict[str,
         raise KeyError(f"unknown checks {unknown}: known are {sorted(CHECKS)}")
     options, limits = options or {}, limits or {}
     jobs = [Job(parts, [Step(n, "r1_distill.grading.registry:run_check", {"check": n, **options.get(n, {})},
-                             limits.get(n) or CHECKS[n].limit_for(parts)) for n in names]) for parts in items]
+                             limits.get(n) or CHECKS[n].limit_for(parts)) for n in names], key=parts.reference)
+            for parts in items]
     results = (pool or shared_pool()).run(jobs)
     return [{n: _verdict(r[n]) for n in names} for r in results]
 
