@@ -5,10 +5,16 @@ through llama.cpp, an OpenAI-compatible URL), through `generate`, so an interrup
 resumes where it stopped. Each sample is graded by the same correctness check as `filter`.
 
 * pass@1 = mean over problems of (correct samples / K).
-* cons@K: the samples' final answers (last \\boxed{}) vote; the problem counts as solved when the
-  most-voted answer is right. A tie between t answers gives 1/t credit for each right one among
-  them (the expected score of a random tie-break), so the figure does not depend on sample order.
-  Samples without a final answer do not vote.
+* cons@K: the samples' final answers (last \\boxed{}) vote, answers that math-verify finds equal
+  (`0.5`, `\\frac12`) as one; the problem counts as solved when the most-voted answer is right. A
+  tie between t answers gives 1/t credit for each right one among them (the expected score of a
+  random tie-break), so the figure does not depend on sample order.
+  Samples without a final answer do not vote (nor do code answers, which are programs).
+* pass@1_stderr: the standard error of pass@1 over problems; unclosed_thinking_rate: the share of
+  samples whose thinking never closed.
+
+An output folder holds one evaluation: its identity (a digest of the bench's problems, the model, the
+sampling settings) is recorded in eval_run.json, and another evaluation into it is refused.
 """
 
 from __future__ import annotations
