@@ -89,9 +89,12 @@ def build_prompt_dataset(config: GRPORunConfig, suffix: str):
     if missing:
         raise UserError(f"{len(missing)} prompts have no reference answer (field '{config.answer_field}', first: "
                         f"{missing[0]}): GRPO's correctness reward needs one; pass --answer-field NAME")
+    from r1_distill.teacher.prompts import CODE_PROMPT_SUFFIX
+
     rows = []
     for p in prompts:
-        text = f"{p.problem}\n{suffix}" if suffix else p.problem
+        instruction = CODE_PROMPT_SUFFIX if p.kind == "code" and config.prompt_suffix is None else suffix
+        text = f"{p.problem}\n{instruction}" if instruction else p.problem
         prompt = R1_ZERO_TEMPLATE.format(prompt=text) if config.template == "r1-zero" else [{"role": "user", "content": text}]
         rows.append({"prompt": prompt, "answer": p.answer, "id": p.id})
     return Dataset.from_list(rows)
