@@ -4,7 +4,6 @@ Nothing is silently dropped: len(kept) + len(dropped) == len(input)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter, defaultdict
