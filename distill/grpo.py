@@ -128,7 +128,7 @@ def grpo(config: GRPORunConfig) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
-    from r1_distill.distill.train import resume_checkpoint, save_trained_model
+    from r1_distill.distill.train import lora_config, resume_checkpoint, save_trained_model
     from r1_distill.registry import load_registry, read_template
 
     if config.template not in ("chat", "r1-zero"):
@@ -158,10 +158,7 @@ def grpo(config: GRPORunConfig) -> dict:
         prepare_model(model, plan, tokenizer)
     peft_config = None
     if config.method == "lora":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM",
-                                 trainable_token_indices=(plan.changed_ids if plan else None) or None)
+        peft_config = lora_config(model, plan, r=16, alpha=32)
     elif config.method != "full":
         raise UserError(f"unknown method {config.method!r}: full or lora")
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.chat_format import FormatPlan, FormatSpec, format_spec, prepare_model, prepare_tokenizer
+from r1_distill.chat_format import (FormatPlan, FormatSpec, embedding_modules, format_spec, prepare_model,
+                                    prepare_tokenizer)
 from r1_distill.distill.checkpoints import SaveEveryMinutes, last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError, require
@@ -46,6 +47,8 @@ class TrainConfig:
     save_minutes: Optional[float] = None  # also save when this long has passed since the last checkpoint
     logging_steps: Optional[int] = None  # default: about 100 points over the run
     group_by_length: bool = False  # batches of similar length: less padding, less mixed batches
+    precision: Optional[str] = None  # bf16 | fp32; default: bf16 on a GPU, fp32 on a CPU
+    gradient_checkpointing: Optional[bool] = None  # default: on a GPU
     seed: int = 0
     print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
@@ -161,20 +164,18 @@ def train(config: TrainConfig) -> dict:
                         "raise --max-length (and the long-context settings) or filter with --max-tokens")
 
     cuda = torch.cuda.is_available()
-    model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    precision = config.precision or ("bf16" if cuda else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    bf16 = precision == "bf16"
+    checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+    model_kwargs: dict = {"dtype": torch.bfloat16 if bf16 else torch.float32}
     if student is not None and student.long_context and max_length > student.native_context:
         model_config.max_position_embeddings = student.long_context.max_position_embeddings
         rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
         rope["rope_theta"] = student.long_context.rope_theta
         model_config.rope_parameters = rope
     peft_config = None
-    if method in ("lora", "qlora"):
-        from peft import LoraConfig
-
-        # the format's renamed and added tokens need their embedding rows trained too, not only the adapters
-        peft_config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM",
-                                 trainable_token_indices=plan.changed_ids or None)
     quantization = None
     if method == "qlora":
         # bitsandbytes >= 0.49 runs 4-bit on CPU too (slowly): fine for trying the path, the real thing is a GPU
@@ -183,7 +184,7 @@ def train(config: TrainConfig) -> dict:
 
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32)
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32)
         model_kwargs["device_map"] = {"": 0 if cuda else "cpu"}
         quantization = f"bitsandbytes nf4 ({'cuda' if cuda else 'cpu'})"
     # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
@@ -194,6 +195,8 @@ def train(config: TrainConfig) -> dict:
         model_kwargs["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
     prepare_model(model, plan, tokenizer)
+    if method in ("lora", "qlora"):
+        peft_config = lora_config(model, plan, r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=recipe.lora_dropout)
 
     per_device = config.per_device_batch or recipe.per_device_batch
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -209,8 +212,8 @@ def train(config: TrainConfig) -> dict:
         learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
         weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=logging_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda, report_to="none",
-        gradient_checkpointing=cuda, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none",
+        gradient_checkpointing=checkpointing, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
         eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token, dataset_num_proc=None,
         padding_free=padding_free,
         train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
@@ -241,7 +244,8 @@ def train(config: TrainConfig) -> dict:
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
                "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "quantization": quantization, "processes": world, "chat_format": plan.as_dict()}
+               "quantization": quantization, "processes": world, "precision": precision,
+               "gradient_checkpointing": checkpointing, "chat_format": plan.as_dict()}
     _plot_loss(trainer.state.log_history, out / "loss.png")
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     write_manifest(out, "train", config=config, inputs={"base": base, "traces": config.traces,
@@ -249,6 +253,15 @@ def train(config: TrainConfig) -> dict:
                    outputs={"model": ".", "adapter": "adapter" if peft_config else None}, metrics=metrics)
     write_text_atomic(out / "README.md", _model_card(config, base, method, metrics))
     return metrics
+
+
+def lora_config(model, plan: Optional[FormatPlan], *, r: int, alpha: int, dropout: float = 0.0):
+    """LoRA on every linear layer; where the chat format renamed or added tokens, the embeddings train too."""
+    from peft import LoraConfig
+
+    save = embedding_modules(model) if plan and plan.changed_ids else None
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM",
+                      modules_to_save=save, ensure_weight_tying=bool(save) and model.config.tie_word_embeddings)
 
 
 def resume_checkpoint(trainer, checkpoints: Path) -> Optional[Path]:

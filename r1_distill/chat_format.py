@@ -299,6 +299,14 @@ def prepare_model(model, plan: FormatPlan, tokenizer) -> None:
             target.bos_token_id = plan.bos_token_id
 
 
+def embedding_modules(model) -> list[str]:
+    """Names of the input and output embeddings, for PEFT's modules_to_save: with LoRA, the rows of renamed
+    and added tokens must train too. (PEFT's trainable_token_indices would train those rows only, but its
+    wrapper of a tied output layer has no `bias`, which TRL's fused LM head reads.)"""
+    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    return [name.rsplit(".", 1)[-1] for name, module in model.named_modules() if id(module) in wanted]
+
+
 def trained_rows_note(plan: FormatPlan) -> str:
     parts = []
     if plan.renamed:
@@ -308,3 +316,18 @@ def trained_rows_note(plan: FormatPlan) -> str:
                                                           f"{plan.embedding_rows[1]} rows" if plan.embedding_rows else ""))
     return "; ".join(parts) or "the base already has the format's tokens"
 
+
+
+def prepare_student_folder(base: str | Path, out: str | Path, spec: FormatSpec, registry: Registry) -> FormatPlan:
+    """A base given the format and saved, untrained: what `train` starts from (and what tests export and
+    serve when a training run would add nothing to what they check)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer, plan = prepare_tokenizer(AutoTokenizer.from_pretrained(base), AutoConfig.from_pretrained(base), spec,
+                                        registry)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+    prepare_model(model, plan, tokenizer)
+    tokenizer.chat_template = read_template(spec.template)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return plan

@@ -265,6 +265,9 @@ def train_cmd(
     save_steps: float = typer.Option(0.1, "--save-steps", help="Checkpoint every N steps; below 1, a fraction of the run."),
     save_minutes: Optional[float] = typer.Option(None, "--save-minutes", help="Also checkpoint every N minutes."),
     group_by_length: bool = typer.Option(False, "--group-by-length", help="Batches of similar length (less padding on CPU)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default: bf16 on a GPU, fp32 on a CPU)."),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="Default: on a GPU."),
 ):
     """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only)."""
     from r1_distill.distill.train import TrainConfig, train
@@ -272,7 +275,8 @@ def train_cmd(
     metrics = train(TrainConfig(student=student, traces=str(traces), out=str(out), method=method, max_length=max_length,
                                 epochs=epochs, learning_rate=lr, effective_batch=effective_batch,
                                 per_device_batch=per_device_batch, resume=resume, save_steps=save_steps, save_minutes=save_minutes,
-                                group_by_length=group_by_length,
+                                group_by_length=group_by_length, precision=precision,
+                                gradient_checkpointing=gradient_checkpointing,
                                 models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
         return

@@ -263,3 +263,25 @@ def build_tiny_model(spec: TinySpec = TinySpec(), out_dir: str | Path | None = N
         tok.save_pretrained(str(tmp))
 
     return _build_once(target, build)
+
+
+def build_hub_student(base: str = "qwen2.5-math", spec: TinySpec | None = None) -> Path:
+    """A tiny hub base (``qwen2.5-math``, ``llama-3.1``, ``llama-3.3-instruct``) given R1's format the way
+    `train` gives it, untrained. Cached."""
+    from .chat_format import format_spec, prepare_student_folder
+    from .registry import load_registry
+
+    if base not in HUB_TOKENIZERS:
+        raise UserError(f"no tiny hub base {base!r}: use one of {', '.join(HUB_TOKENIZERS)}")
+    spec = spec or TinySpec(architecture=base)
+    key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:10]
+    target = cache_root() / "tiny" / f"student-{base}-{key}-{_builder_hash()}"
+
+    def build(tmp: Path) -> None:
+        registry = load_registry()
+        maps = {"qwen2": "qwen2", "llama": "llama3"}
+        pad = PAD if ARCHITECTURES[base] == "qwen2" else EOS
+        prepare_student_folder(build_tiny_model(spec), tmp, format_spec(registry, "r1-distill", pad=pad,
+                                                                         token_map=maps[ARCHITECTURES[base]]), registry)
+
+    return _build_once(target, build)

@@ -12,7 +12,7 @@ import pytest
 
 from r1_distill.serve.process import ServerProcess as RunningServer  # noqa: F401  (tests import it from here)
 from r1_distill.serve.process import free_port  # noqa: F401
-from r1_distill.tiny import TinySpec, build_tiny_model, fixtures_dir
+from r1_distill.tiny import TinySpec, build_hub_student, build_tiny_model, fixtures_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -40,12 +40,26 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2(fixtures_path) -> Path:
+    """Stands for a released R1-Distill-Qwen (R1's tokens already in place): only for that path's tests."""
     return build_tiny_model(TinySpec(architecture="qwen2"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(fixtures_path) -> Path:
+    """Stands for a released R1-Distill-Llama: only for that path's tests."""
     return build_tiny_model(TinySpec(architecture="llama"))
+
+
+@pytest.fixture(scope="session")
+def hub_student_qwen2(fixtures_path) -> Path:
+    """Qwen2.5-Math's tokenizer as the hub ships it, given R1's format by `train`'s preparation (untrained)."""
+    return build_hub_student("qwen2.5-math")
+
+
+@pytest.fixture(scope="session")
+def hub_student_llama(fixtures_path) -> Path:
+    """Llama 3.3 Instruct's tokenizer as the hub ships it, given R1's format by `train`'s preparation."""
+    return build_hub_student("llama-3.3-instruct")
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +69,12 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf(tmp_path_factory, tiny_qwen2) -> Path:
-    """A tiny Qwen2 student exported to Q4_K_M through `r1-distill export` (verified), once a session."""
+def tiny_gguf(tmp_path_factory, hub_student_qwen2) -> Path:
+    """A student from a hub Qwen2.5 base exported to Q4_K_M through `r1-distill export` (verified), once a session."""
     from r1_distill.export.pipeline import ExportConfig, export_gguf
 
     out = tmp_path_factory.mktemp("tiny-gguf")
-    export_gguf(ExportConfig(model=str(tiny_qwen2), out=str(out), quants=["Q4_K_M"], name="tiny-qwen2", greedy_tokens=4))
+    export_gguf(ExportConfig(model=str(hub_student_qwen2), out=str(out), quants=["Q4_K_M"], name="tiny-qwen2", greedy_tokens=4))
     return out / "tiny-qwen2-Q4_K_M.gguf"
 
 

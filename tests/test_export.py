@@ -1,4 +1,6 @@
-"""r1-distill export --gguf on tiny Qwen2 and Llama students with the real tokenizers."""
+"""r1-distill export --gguf on tiny Qwen2 and Llama students made from hub bases (Qwen2.5-Math's and Llama 3.3
+Instruct's tokenizers as shipped, given R1's format as `train` gives it); the released-model stand-ins where
+that path is what is tested (an adapter over a released R1-Distill model)."""
 
 import json
 import subprocess
@@ -22,7 +24,7 @@ def exported(tmp_path_factory, request):
 
     def get(arch):
         if arch not in cache:
-            model = request.getfixturevalue(f"tiny_{arch}")
+            model = request.getfixturevalue(f"hub_student_{arch}")  # from a hub base, as users export
             out = tmp_path_factory.mktemp(f"gguf-{arch}")
             cache[arch] = (out, export_gguf(ExportConfig(model=str(model), out=str(out), quants=QUANTS, name=f"tiny-{arch}")))
         return cache[arch]

@@ -48,3 +48,26 @@ def test_unknown_reward_and_prompts_without_answers_are_clear_errors(small_vocab
                               "--prompts", str(prompts), "--out", str(tmp_path / "o"), *extra],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_grpo_on_a_hub_base_gives_it_the_r1_format(fixtures_path, task_traces, tmp_path):
+    """A base with its own chat template and no R1 tokens (Llama 3.3 Instruct's tokenizer as shipped): its
+    GRPO prompts and saved tokenizer carry R1's format, `<think>` one token, eos agreed everywhere."""
+    from transformers import AutoTokenizer
+
+    from r1_distill.tiny import TinySpec, build_tiny_model
+
+    base = build_tiny_model(TinySpec(architecture="llama-3.3-instruct"))
+    out = tmp_path / "grpo"
+    run = subprocess.run([sys.executable, "-m", "r1_distill", "grpo", "--model", str(base), "--prompts",
+                          str(task_traces / "prompt.jsonl"), "--out", str(out), "--steps", "2", "--num-generations", "2",
+                          "--prompts-per-step", "1", "--max-completion-length", "8", "--prompt-suffix", ""],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.eos_token == "<｜end▁of▁sentence｜>" and len(tok.encode("</think>", add_special_tokens=False)) == 1
+    assert tok.apply_chat_template([{"role": "user", "content": "1+1?"}], tokenize=False,
+                                   add_generation_prompt=True).endswith("<｜Assistant｜><think>\n")
+    assert json.loads((out / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    renamed = json.loads((out / "manifest.json").read_text())["metrics"]["chat_format"]["renamed"]
+    assert renamed["128001"] == {"from": "<|end_of_text|>", "to": "<｜end▁of▁sentence｜>"}

@@ -22,10 +22,10 @@ def _records(n, data_dir, long=False):
         for r in rows]
 
 
-def test_only_the_reasoning_close_answer_and_eos_carry_loss(tiny_qwen2, data_dir):
+def test_only_the_reasoning_close_answer_and_eos_carry_loss(hub_student_qwen2, data_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    tok = AutoTokenizer.from_pretrained(hub_student_qwen2)
     tok.chat_template = read_template("r1-distill-train")
     record = _records(1, data_dir)[0]
     enc = tok.apply_chat_template(to_messages(record), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
@@ -41,11 +41,12 @@ def test_only_the_reasoning_close_answer_and_eos_carry_loss(tiny_qwen2, data_dir
     assert len(dataset) == 4 and too_long == 2
 
 
-def test_short_training_run_saves_a_student_that_thinks_first(tiny_qwen2, data_dir, tmp_path):
+def test_short_training_run_saves_a_student_that_thinks_first(fixtures_path, data_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     write_traces(tmp_path / "kept.jsonl", _records(8, data_dir))
-    metrics = train(TrainConfig(student="tiny-qwen2", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "student"),
+    # Llama 3.1's base tokenizer as the hub ships it
+    metrics = train(TrainConfig(student="tiny-llama-3.1", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "student"),
                                 epochs=3, max_length=320, per_device_batch=8, effective_batch=8, learning_rate=1e-3))
     # one batch of all 8 traces, three times (the first step is warm-up, at learning rate 0): the loss falls
     assert metrics["steps"] == 3 and metrics["trained_on"] == 8 and metrics["final_loss"] < metrics["first_loss"]
@@ -57,9 +58,9 @@ def test_short_training_run_saves_a_student_that_thinks_first(tiny_qwen2, data_d
         assert (tmp_path / "student" / name).is_file()
 
 
-def test_traces_all_too_long_exit_2_with_the_count(tiny_qwen2, data_dir, tmp_path):
+def test_traces_all_too_long_exit_2_with_the_count(fixtures_path, data_dir, tmp_path):
     write_traces(tmp_path / "kept.jsonl", _records(3, data_dir, long=True))
-    out = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--student", "tiny-qwen2", "--traces",
+    out = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--student", "tiny-qwen2.5-math", "--traces",
                           str(tmp_path / "kept.jsonl"), "--out", str(tmp_path / "s"), "--max-length", "200"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "all 3 traces are longer than --max-length 200" in out.stderr
@@ -135,3 +136,23 @@ def test_resume_skips_a_checkpoint_the_kill_left_half_written(tmp_path):
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-20"]
     assert last_complete_checkpoint(tmp_path / "none-yet") is None
+
+
+def test_lora_from_a_hub_base_trains_the_rows_of_the_format_tokens(fixtures_path, data_dir, tmp_path):
+    """LoRA alone would leave `<think>`'s row as Qwen2.5's `<|box_start|>`: the embeddings train with it."""
+    from safetensors.torch import load_file
+
+    from r1_distill.tiny import TinySpec, build_tiny_model
+
+    write_traces(tmp_path / "kept.jsonl", _records(4, data_dir))
+    metrics = train(TrainConfig(student="tiny-qwen2.5-math", traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "s"),
+                                method="lora", epochs=3, max_length=320, per_device_batch=4, effective_batch=4,
+                                learning_rate=1e-2, save_steps=10**6))
+    assert metrics["chat_format"]["renamed"]["151648"] == {"from": "<|box_start|>", "to": "<think>"}
+    adapter = json.loads((tmp_path / "s" / "adapter" / "adapter_config.json").read_text())
+    assert set(adapter["modules_to_save"]) >= {"embed_tokens"}
+    base = load_file(str(build_tiny_model(TinySpec(architecture="qwen2.5-math")) / "model.safetensors"))
+    merged = load_file(str(tmp_path / "s" / "model.safetensors"))
+    think, close = 151648, 151649
+    key = "model.embed_tokens.weight"
+    assert not merged[key][think].equal(base[key][think]) and not merged[key][close].equal(base[key][close])
