@@ -32,7 +32,11 @@ def log(msg: str) -> None:
 
 
 def run(*cmd: str, **kw) -> None:
-    subprocess.run(cmd, check=True, **kw)
+    """A setup step, quiet: its output (pip's notices, compiler warnings) is shown only when it fails."""
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        sys.stderr.write((result.stdout + result.stderr)[-6000:])
+        raise subprocess.CalledProcessError(result.returncode, cmd)
 
 
 def fingerprint() -> str:

@@ -97,6 +97,8 @@ def export_cmd(
     imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="Importance matrix file (needs llama-quantize on PATH)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for quantizing and verifying."),
     greedy_tokens: int = typer.Option(16, "--greedy-tokens", help="Greedy tokens compared per verification prompt."),
+    f16_tolerance: float = typer.Option(1e-3, "--f16-tolerance",
+                                        help="F16 parity: last-token logits within this x max(1, logit scale)."),
 ):
     """Merge an adapter, convert with llama.cpp's converter, quantize, and verify every file."""
     from r1_distill.export.pipeline import ExportConfig, export_gguf
@@ -114,7 +116,7 @@ def export_cmd(
         quants = (quant or "Q4_K_M").split(",")
     report = export_gguf(ExportConfig(
         model=model, out=str(out), quants=quants, base=base, name=name, imatrix=str(imatrix) if imatrix else None,
-        threads=threads, greedy_tokens=greedy_tokens, models_file=str(state.models_file) if state.models_file else None,
+        threads=threads, greedy_tokens=greedy_tokens, f16_tolerance=f16_tolerance, models_file=str(state.models_file) if state.models_file else None,
     ))
     table = Table(title=f"GGUF export of {report['model']} -> {out}")
     for col in ("file", "size", "tokens same", "max |dlogit|", "top-1 agree", "mean KL", "greedy match"):
@@ -208,6 +210,7 @@ def filter_cmd(
                                           help="Drop traces with a wrong 'a op b = c' step, even when the answer is right."),
     judge: Optional[str] = typer.Option(None, "--judge", help="OpenAI-compatible URL of an LLM judge for unparsable answers."),
     judge_model: str = typer.Option("judge", "--judge-model"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Grading processes (default: every available core)."),
 ):
     """Verify traces (answer, format, language, repetition, length, duplicates, contamination) and keep the good."""
     from r1_distill.teacher.filter import FilterConfig, filter_traces
@@ -217,7 +220,7 @@ def filter_cmd(
         reference=str(reference) if reference else None, keep_per_prompt=keep_per_prompt, min_pass_rate=min_pass_rate,
         max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code,
         check_arithmetic=check_arithmetic, judge=judge,
-        judge_model=judge_model))
+        judge_model=judge_model, workers=workers))
     console.print(f"kept {report['kept']} of {report['input']} traces ({report['prompts_with_a_kept_trace']} of "
                   f"{report['prompts']} prompts); dropped by first reason: {report['dropped_by_first_reason']}")
     console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
@@ -348,6 +351,7 @@ def eval_cmd(
     seed: Optional[int] = typer.Option(0, "--seed"),
     batch_size: int = typer.Option(64, "--batch-size"),
     concurrency: int = typer.Option(64, "--concurrency"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Grading processes (default: every available core)."),
 ):
     """pass@1 over K samples and cons@K (majority vote), graded by filter's correctness check."""
     from r1_distill.distill.evaluate import EvalConfig, evaluate, format_table
@@ -356,7 +360,7 @@ def eval_cmd(
         model=model, bench=bench, out=str(out), samples=samples, max_tokens=max_tokens, temperature=temperature,
         top_p=top_p, backend=backend, served_model=served_model, problem_field=problem_field, answer_field=answer_field,
         split=split, limit=limit, seed=seed, batch_size=batch_size, concurrency=concurrency,
-        models_file=str(state.models_file) if state.models_file else None))
+        workers=workers, models_file=str(state.models_file) if state.models_file else None))
     console.print(format_table(summary))
     console.print(f"per problem: {out / 'results.jsonl'}; summary: {out / 'summary.json'}")
 
