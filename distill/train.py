@@ -52,6 +52,13 @@ class TrainConfig:
     seed: int = 0
     print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
+    # method "on-policy" (distill/onpolicy.py): the teacher scores the student's own samples
+    teacher: Optional[str] = None
+    lmbda: Optional[float] = None
+    divergence: Optional[str] = None
+    beta: Optional[float] = None
+    temperature: Optional[float] = None
+    max_new_tokens: Optional[int] = None
 
 
 GENERIC_RECIPE = Recipe(method="full", learning_rate=2e-5, epochs=3, max_length=32768, effective_batch=128,
@@ -133,12 +140,18 @@ def train(config: TrainConfig) -> dict:
 
     from accelerate import PartialState
 
+    if config.method == "on-policy":
+        from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
+
+        return train_on_policy(OnPolicyConfig.from_train(config))
+    if config.teacher:
+        raise UserError("--teacher goes with --method on-policy")
     student, base, recipe = resolve_student(config)
     registry = load_registry(config.models_file)
     main_process = PartialState().is_main_process
     method = config.method or recipe.method
     if method not in ("full", "lora", "qlora"):
-        raise UserError(f"unknown method {method!r}: full, lora or qlora")
+        raise UserError(f"unknown method {method!r}: full, lora, qlora or on-policy")
     max_length = config.max_length or recipe.max_length
     records = [r for r in read_traces(config.traces) if r.kept is not False]
     if not records:

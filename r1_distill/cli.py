@@ -271,17 +271,33 @@ def train_cmd(
     precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default: bf16 on a GPU, fp32 on a CPU)."),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                           help="Default: on a GPU."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="on-policy: the teacher (models.yaml teacher, hub id, "
+                                          "HF folder with the student's tokenizer, or URL of an OpenAI-compatible server)."),
+    lmbda: Optional[float] = typer.Option(None, "--lmbda", help="on-policy: share of steps on the student's own samples "
+                                          "(GKD's lambda; the rest on the traces' completions). Default 1."),
+    divergence: Optional[str] = typer.Option(None, "--divergence", help="on-policy: forward | reverse | jsd (default reverse)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="on-policy: JSD interpolation, 0 forward KL .. 1 reverse KL."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="on-policy: the student's sampling temperature (default 1)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="on-policy: tokens the student samples per prompt."),
 ):
-    """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only)."""
+    """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only), or with
+    --method on-policy --teacher: the student samples, the teacher scores every token (TRL GKD / server distillation)."""
     from r1_distill.distill.train import TrainConfig, train
 
     metrics = train(TrainConfig(student=student, traces=str(traces), out=str(out), method=method, max_length=max_length,
                                 epochs=epochs, learning_rate=lr, effective_batch=effective_batch,
                                 per_device_batch=per_device_batch, resume=resume, save_steps=save_steps, save_minutes=save_minutes,
                                 group_by_length=group_by_length, precision=precision,
-                                gradient_checkpointing=gradient_checkpointing,
+                                gradient_checkpointing=gradient_checkpointing, teacher=teacher, lmbda=lmbda,
+                                divergence=divergence, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
                                 models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
+        return
+    if method == "on-policy":
+        c = metrics["compute"]
+        console.print(f"on-policy distilled on {metrics['prompts']} prompts ({metrics['divergence']}, {metrics['steps']} steps), "
+                      f"divergence {metrics['first_loss']} -> {metrics['final_loss']}; {c['teacher_forward_passes']} teacher "
+                      f"forward passes, {c['student_sampled_tokens']} student tokens sampled; model in {out}")
         return
     console.print(f"trained on {metrics['trained_on']} traces ({metrics['dropped_too_long']} dropped as too long), "
                   f"loss {metrics['first_loss']} -> {metrics['final_loss']}; model in {out}")

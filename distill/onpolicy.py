@@ -1,0 +1,427 @@
+"""`r1-distill train --method on-policy`: on-policy distillation on TRL's own trainers.
+
+The student samples completions for the traces' prompts and the teacher scores every token of them
+(GKD, arXiv 2306.13649; on-policy distillation as Qwen3 built its small models). No trainer is
+written here; the teacher decides which of TRL's is used:
+
+* a local HF teacher (hub id, folder, or a models.yaml teacher served by vllm/transformers) with the
+  student's tokenizer: `trl.experimental.gkd.GKDTrainer`. The divergence is the generalized JSD over
+  the full vocabulary (beta 0 forward KL, 1 reverse KL, 0.5 JSD); lambda mixes on-policy samples
+  (probability lambda per step) with the traces' own completions (off-policy).
+* a URL teacher (an OpenAI-compatible server: `r1-distill serve`, llama-server, vLLM):
+  `trl.experimental.server_distillation.ServerDistillationTrainer`, fully on-policy, reverse KL on
+  the sampled tokens (the teacher's log-probability of each token the student sampled). vLLM answers
+  `prompt_logprobs` in one request per batch; a server without it (ours) is asked once per completion
+  token, the token forced with `logit_bias` and its log-probability read from `logprobs` (computed
+  before the bias); the server's prefix cache makes each ask one token's forward pass.
+* a teacher with another tokenizer: refused (exit 2). TRL's cross-tokenizer trainer (GOLD) is not
+  wired in.
+
+Outputs are SFT's: the HF folder with the R1 inference template, manifest, model card, loss plot
+(the divergence), log history, checkpoints and --resume. Compute is counted: teacher forward passes
+(sequences scored) and the tokens the student sampled and the teacher scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from r1_distill.errors import UserError
+
+DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
+
+
+@dataclass
+class OnPolicyConfig:
+    student: str  # models.yaml student, hub id or HF folder (an SFT student too)
+    teacher: str  # models.yaml teacher, hub id, HF folder or http(s) URL of an OpenAI-compatible server
+    traces: str  # kept.jsonl: the prompts, and the off-policy completions when lmbda < 1
+    out: str
+    lmbda: float = 1.0  # probability that a step trains on the student's own samples (GKD's lambda)
+    divergence: Optional[str] = None  # forward | reverse | jsd; default: reverse, or jsd when beta is given
+    beta: Optional[float] = None  # generalized JSD interpolation: 0 forward KL, 1 reverse KL
+    temperature: float = 1.0  # the student's sampling temperature
+    max_new_tokens: int = 256
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    max_length: int = 2048
+    effective_batch: int = 8
+    per_device_batch: int = 4
+    resume: bool = False
+    save_steps: float = 0.1
+    logging_steps: Optional[int] = None
+    precision: Optional[str] = None
+    gradient_checkpointing: Optional[bool] = None
+    seed: int = 0
+    print_logs: bool = True
+    models_file: Optional[str] = None
+
+    @classmethod
+    def from_train(cls, c) -> "OnPolicyConfig":
+        """From distill/train.py's TrainConfig: its unset fields keep on-policy's defaults."""
+        if not c.teacher:
+            raise UserError("--method on-policy needs --teacher NAME|DIR|URL (the model that scores the student's tokens)")
+        given = {k: getattr(c, k) for k in ("lmbda", "divergence", "beta", "temperature", "max_new_tokens", "learning_rate",
+                                           "epochs", "max_length", "effective_batch", "per_device_batch", "logging_steps",
+                                           "precision", "gradient_checkpointing")}
+        return cls(student=c.student, teacher=c.teacher, traces=c.traces, out=c.out, resume=c.resume, save_steps=c.save_steps,
+                   seed=c.seed, print_logs=c.print_logs, models_file=c.models_file,
+                   **{k: v for k, v in given.items() if v is not None})
+
+    def resolved_beta(self) -> float:
+        if self.divergence is not None and self.divergence not in DIVERGENCES:
+            raise UserError(f"unknown divergence {self.divergence!r}: forward, reverse or jsd")
+        if self.beta is not None:
+            if not 0.0 <= self.beta <= 1.0:
+                raise UserError(f"--beta {self.beta} is outside [0, 1] (0 forward KL, 0.5 JSD, 1 reverse KL)")
+            if self.divergence not in (None, "jsd"):
+                raise UserError(f"--beta goes with --divergence jsd, not {self.divergence} (which fixes beta at "
+                                f"{DIVERGENCES[self.divergence]:g})")
+            return self.beta
+        return DIVERGENCES[self.divergence or "reverse"]
+
+    def check(self) -> None:
+        if not 0.0 <= self.lmbda <= 1.0:
+            raise UserError(f"--lmbda {self.lmbda} is outside [0, 1] (the share of steps on the student's own samples)")
+        if self.temperature <= 0:
+            raise UserError(f"--temperature must be positive, got {self.temperature}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        self.resolved_beta()
+
+
+@dataclass
+class Teacher:
+    kind: str  # local | url
+    source: str  # model id/folder, or the server's root URL
+    api_key: Optional[str] = None
+
+
+def resolve_teacher(name: str, registry) -> Teacher:
+    if name.startswith(("http://", "https://")):
+        return Teacher("url", _server_root(name))
+    if name in registry.teachers:
+        t = registry.teachers[name]
+        if t.kind == "openai":
+            return Teacher("url", _server_root(t.base_url), os.environ.get(t.api_key_env) if t.api_key_env else None)
+        if t.kind == "llamacpp":
+            raise UserError(f"teacher {name!r} is a GGUF file: serve it (r1-distill serve) and pass its URL as --teacher")
+        return Teacher("local", t.model)
+    path = Path(name)
+    if path.exists() and not (path / "config.json").is_file():
+        raise UserError(f"teacher {name} is not an HF model folder (no config.json)")
+    return Teacher("local", name)
+
+
+def _server_root(url: str) -> str:
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+class Compute:
+    """What on-policy distillation spent: teacher forward passes (sequences scored), the tokens the
+    teacher scored (prompt included) and the tokens the student sampled."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.teacher_forward_passes = 0
+        self.teacher_tokens = 0
+        self.student_sampled_tokens = 0
+        self.teacher_batches = 0
+        self.on_policy_steps = 0
+
+    def as_dict(self) -> dict:
+        return {"teacher_forward_passes": self.teacher_forward_passes, "teacher_tokens": self.teacher_tokens,
+                "student_sampled_tokens": self.student_sampled_tokens, "on_policy_batches": self.on_policy_steps,
+                "off_policy_batches": self.teacher_batches - self.on_policy_steps}
+
+
+class ServerScorer:
+    """The teacher's log-probability of each completion token, from an OpenAI-compatible server.
+
+    Duck-types `trl.generation.vllm_client.VLLMClient.get_sequence_logprobs` (what
+    ServerDistillationTrainer calls), top-1 only: the actual token's log-probability."""
+
+    def __init__(self, root: str, compute: Compute, *, api_key: Optional[str] = None, workers: int = 4,
+                 timeout: float = 300.0):
+        import requests
+
+        self.root, self.compute, self.workers, self.timeout = root, compute, workers, timeout
+        self.session = requests.Session()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.prompt_logprobs: Optional[bool] = None  # learned on the first call
+        self.model = self._model_name()
+
+    def _model_name(self) -> str:
+        import requests
+
+        try:
+            reply = self.session.get(f"{self.root}/v1/models", timeout=30)
+            reply.raise_for_status()
+            return reply.json()["data"][0]["id"]
+        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+            raise UserError(f"teacher server {self.root} did not answer /v1/models: {str(exc).splitlines()[0]}") from None
+
+    def _post(self, payload: dict) -> dict:
+        reply = self.session.post(f"{self.root}/v1/completions", json=payload, timeout=self.timeout)
+        if reply.status_code >= 400:
+            raise RuntimeError(f"teacher server {self.root}: HTTP {reply.status_code}: {reply.text[:300]}")
+        return reply.json()
+
+    def _vllm(self, sequences, prompt_lengths, temperature):
+        """vLLM's prompt_logprobs: one request for the batch; None where the server has no such field."""
+        payload = {"model": self.model, "prompt": sequences, "max_tokens": 1, "temperature": temperature,
+                   "prompt_logprobs": 1}
+        reply = self.session.post(f"{self.root}/v1/completions", json=payload, timeout=self.timeout)
+        if reply.status_code >= 400:
+            return None
+        choices = reply.json().get("choices") or []
+        if len(choices) != len(sequences) or any(c.get("prompt_logprobs") is None for c in choices):
+            return None
+        out = []
+        for choice, seq, start in zip(choices, sequences, prompt_lengths):
+            row = []
+            for pos in range(start, len(seq)):
+                entry = (choice["prompt_logprobs"][pos] or {}).get(str(seq[pos]))
+                row.append(-math.inf if entry is None else entry["logprob"])
+            out.append(row)
+        return out
+
+    def _forced(self, prefix: list[int], token: int) -> float:
+        choice = self._post({"model": self.model, "prompt": prefix, "max_tokens": 1, "temperature": 0,
+                             "logprobs": 1, "logit_bias": {str(token): 100}})["choices"][0]
+        logprobs = choice.get("logprobs") or {}
+        values = logprobs.get("token_logprobs") or []
+        if not values:
+            raise RuntimeError(f"teacher server {self.root} returned no logprobs: it cannot score the student's tokens")
+        return float(values[0])
+
+    def get_sequence_logprobs(self, sequences, prompt_lengths, top_logprobs=1, temperature=1.0, **_):
+        if top_logprobs != 1:
+            raise ValueError("the URL teacher scores the sampled token only (top-1)")
+        rows = None
+        if self.prompt_logprobs is not False:
+            rows = self._vllm(sequences, prompt_lengths, temperature)
+            self.prompt_logprobs = rows is not None
+        if rows is None:
+            jobs = [(i, pos) for i, (seq, start) in enumerate(zip(sequences, prompt_lengths))
+                    for pos in range(start, len(seq))]
+            with ThreadPoolExecutor(self.workers) as pool:
+                values = list(pool.map(lambda job: self._forced(sequences[job[0]][:job[1]], sequences[job[0]][job[1]]),
+                                        jobs))
+            rows = [[] for _ in sequences]
+            for (i, _), value in zip(jobs, values):
+                rows[i].append(value)
+        with self.compute.lock:
+            self.compute.teacher_forward_passes += len(sequences)
+            self.compute.teacher_tokens += sum(len(s) for s in sequences)
+            self.compute.student_sampled_tokens += sum(len(s) - p for s, p in zip(sequences, prompt_lengths))
+            self.compute.on_policy_steps += 1
+            self.compute.teacher_batches += 1
+        return {"logprobs": [[[v] for v in row] for row in rows],
+                "logprob_token_ids": [[[t] for t in seq[p:]] for seq, p in zip(sequences, prompt_lengths)],
+                "actual_logprobs": [[[v] for v in row] for row in rows],
+                "actual_token_ids": [[[t] for t in seq[p:]] for seq, p in zip(sequences, prompt_lengths)]}
+
+
+def _check_same_tokenizer(student_tok, teacher_source: str, model_config_cls, spec, registry, prepare_tokenizer) -> None:
+    from transformers import AutoTokenizer
+
+    try:
+        teacher_tok = AutoTokenizer.from_pretrained(teacher_source)
+        teacher_config = model_config_cls.from_pretrained(teacher_source)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load the teacher from {teacher_source}: {str(exc).splitlines()[0]}") from None
+    try:
+        teacher_tok, _ = prepare_tokenizer(teacher_tok, teacher_config, spec, registry)
+    except UserError:
+        pass  # compared as it is
+    student_vocab, teacher_vocab = student_tok.get_vocab(), teacher_tok.get_vocab()
+    if student_vocab != teacher_vocab:
+        differ = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
+        raise UserError(
+            f"the teacher {teacher_source} has another tokenizer than the student ({len(teacher_vocab)} vs "
+            f"{len(student_vocab)} tokens, {differ} entries differ): on-policy distillation here scores the student's "
+            "token ids with the teacher, so it needs the same tokenizer (cross-tokenizer distillation, TRL's GOLD, "
+            "is not supported yet); use a teacher of the student's family, or SFT on its traces")
+
+
+def _beta_name(beta: float) -> str:
+    return {0.0: "forward KL", 1.0: "reverse KL", 0.5: "JSD"}.get(beta, f"generalized JSD (beta {beta:g})")
+
+
+def train_on_policy(config: OnPolicyConfig) -> dict:
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from r1_distill.chat_format import prepare_model, prepare_tokenizer
+    from r1_distill.distill.console import keep_bar_only
+    from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, resolve_student, resume_checkpoint,
+                                          save_trained_model, student_format)
+    from r1_distill.files import write_text_atomic
+    from r1_distill.manifest import file_digest, write_manifest
+    from r1_distill.registry import load_registry, read_template
+    from r1_distill.traces import read_traces
+
+    config.check()
+    beta = config.resolved_beta()
+    registry = load_registry(config.models_file)
+    teacher = resolve_teacher(config.teacher, registry)
+    if teacher.kind == "url":
+        if beta != 1.0:
+            raise UserError(f"a URL teacher returns the log-probability of the student's sampled tokens only: "
+                            f"--divergence reverse (not {_beta_name(beta)}); a local teacher supports forward KL and JSD")
+        if config.lmbda != 1.0:
+            raise UserError("a URL teacher trains fully on-policy: --lmbda 1 (mixing in the traces' completions "
+                            "needs a local teacher)")
+    student, base, _recipe = resolve_student(TrainConfig(student=config.student, traces=config.traces, out=config.out,
+                                                         models_file=config.models_file))
+    records = [r for r in read_traces(config.traces) if r.kept is not False]
+    if not records:
+        raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model_config = AutoConfig.from_pretrained(base)
+    except OSError as exc:
+        raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
+    spec = student_format(registry, student)
+    tokenizer, plan = prepare_tokenizer(tokenizer, model_config, spec, registry)
+    if teacher.kind == "local":
+        _check_same_tokenizer(tokenizer, teacher.source, AutoConfig, spec, registry, prepare_tokenizer)
+
+    cuda = torch.cuda.is_available()
+    precision = config.precision or ("bf16" if cuda else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    bf16 = precision == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+    model = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype=dtype)
+    prepare_model(model, plan, tokenizer)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_device = config.per_device_batch
+    accumulation = max(1, config.effective_batch // (per_device * world))
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    compute = Compute()
+    common = dict(output_dir=str(checkpoints), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+                  per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
+                  lr_scheduler_type="constant", warmup_steps=0, save_strategy="steps", save_steps=config.save_steps,
+                  save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none", seed=config.seed,
+                  gradient_checkpointing=checkpointing, temperature=config.temperature, beta=beta)
+
+    if teacher.kind == "local":
+        from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+        tokenizer.chat_template = read_template(spec.train_template)
+        dataset, too_long, _ = build_dataset(records, tokenizer, config.max_length)
+        if dataset is None:
+            raise UserError(f"all {too_long} traces are longer than --max-length {config.max_length} tokens")
+        steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
+        args = GKDConfig(**common, lmbda=config.lmbda, max_new_tokens=config.max_new_tokens, max_length=config.max_length,
+                         logging_steps=config.logging_steps or max(1, steps // 100), disable_dropout=True)
+        teacher_model = AutoModelForCausalLM.from_pretrained(teacher.source, dtype=dtype)
+        try:
+            trainer = GKDTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
+                                 processing_class=tokenizer)
+        except ValueError as exc:  # e.g. the embedding matrices differ in size
+            raise UserError(f"TRL's GKD trainer refused the teacher: {str(exc).splitlines()[0]}") from None
+        _count_gkd(trainer, compute)
+    else:
+        from datasets import Dataset
+        from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
+
+        tokenizer.chat_template = read_template(spec.template)  # the generation prompt opens the thinking
+        tokenizer.padding_side = "left"
+        dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r.prompt or r.problem}]} for r in records])
+        too_long = 0
+        steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
+        args = ServerDistillationConfig(**common, teacher_model_server_url=teacher.source, loss_top_k=1,
+                                        max_completion_length=config.max_new_tokens, disable_dropout=True,
+                                        logging_steps=config.logging_steps or max(1, steps // 100))
+        scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key)
+        try:
+            trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        except ConnectionError as exc:
+            raise UserError(f"teacher server {teacher.source}: {str(exc).splitlines()[0]}") from None
+        trainer.teacher_client = scorer
+
+    if not config.print_logs:
+        keep_bar_only(trainer)
+    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    tokenizer.chat_template = read_template(spec.template)
+    tokenizer.padding_side = "right"
+    save_trained_model(trainer, tokenizer, out, source=base)
+    if not trainer.is_world_process_zero():
+        return {}
+    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    metrics = {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": teacher.source,
+               "teacher_kind": teacher.kind, "divergence": _beta_name(beta), "beta": beta, "lmbda": config.lmbda,
+               "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": len(dataset),
+               "dropped_too_long": too_long, "first_loss": losses[0] if losses else None,
+               "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
+               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
+               "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
+               "processes": world, "precision": precision, "compute": compute.as_dict(),
+               "chat_format": plan.as_dict()}
+    _plot_loss(history, out / "loss.png")
+    write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
+    write_manifest(out, "train", config=config, inputs={"base": base, "teacher": teacher.source, "traces": config.traces,
+                                                        "traces_digest": file_digest(config.traces)},
+                   outputs={"model": ".", "loss_plot": "loss.png"}, metrics=metrics)
+    write_text_atomic(out / "README.md", _model_card(config, base, metrics))
+    return metrics
+
+
+def _count_gkd(trainer, compute: Compute) -> None:
+    """Counts on the trainer instance (TRL's code unchanged): the teacher's forward passes through a hook,
+    the student's samples around GKD's own generate_on_policy_outputs."""
+    generate = trainer.generate_on_policy_outputs
+
+    def counted_generate(model, inputs, generation_config):
+        ids, mask, labels = generate(model, inputs, generation_config)
+        with compute.lock:
+            compute.student_sampled_tokens += int((labels != -100).sum())
+            compute.on_policy_steps += 1
+        return ids, mask, labels
+
+    trainer.generate_on_policy_outputs = counted_generate
+
+    def on_teacher_forward(_module, _args, kwargs):
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids")
+        with compute.lock:
+            compute.teacher_forward_passes += int(ids.shape[0]) if ids is not None else 0
+            compute.teacher_tokens += int(mask.sum()) if mask is not None else 0
+            compute.teacher_batches += 1
+
+    trainer.teacher_model.register_forward_pre_hook(on_teacher_forward, with_kwargs=True)
+
+
+def _model_card(config: OnPolicyConfig, base: str, metrics: dict) -> str:
+    loss = f"{metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f}" if metrics["first_loss"] is not None else "n/a"
+    c = metrics["compute"]
+    return (f"---\nbase_model: {base}\ntags: [r1-distill, reasoning, distillation, on-policy]\n---\n\n"
+            f"# {Path(config.out).name}\n\nOn-policy distilled from teacher `{metrics['teacher']}` with r1-distill "
+            f"({metrics['trainer']}, {metrics['divergence']}, lambda {metrics['lmbda']:g}) on the prompts of "
+            f"`{config.traces}`.\n\n| figure | value |\n|---|---|\n| prompts | {metrics['prompts']} |\n"
+            f"| steps | {metrics['steps']} |\n| divergence (first -> last) | {loss} |\n"
+            f"| teacher forward passes | {c['teacher_forward_passes']} |\n"
+            f"| student tokens sampled | {c['student_sampled_tokens']} |\n\n"
+            "The chat template forces `<think>\\n`: the model thinks first. "
+            "Evaluation results are added by `r1-distill eval`.\n")

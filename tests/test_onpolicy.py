@@ -1,0 +1,101 @@
+"""distill/onpolicy.py: `train --method on-policy` on TRL's GKD trainer with a local teacher (an SFT-trained
+small-vocab model teaching an untrained one), the options that must be refused, and a URL teacher served
+by our own server (ServerDistillationTrainer, the teacher's log-probabilities read over HTTP)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from r1_distill.distill.train import TrainConfig, train
+from r1_distill.errors import UserError
+from r1_distill.traces import read_traces, write_traces
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prompts32(task_traces, tmp_path_factory):
+    path = tmp_path_factory.mktemp("op") / "kept32.jsonl"
+    write_traces(path, list(read_traces(task_traces / "kept.jsonl"))[:32])
+    return path
+
+
+@pytest.fixture(scope="module")
+def sft_teacher(small_vocab_model, task_traces, tmp_path_factory):
+    """The small-vocab model after one epoch of SFT on the task's traces: a teacher worth imitating."""
+    out = tmp_path_factory.mktemp("teacher") / "teacher"
+    metrics = train(TrainConfig(student=str(small_vocab_model), traces=str(task_traces / "kept.jsonl"), out=str(out),
+                                epochs=1, max_length=256, per_device_batch=8, effective_batch=8, learning_rate=3e-3,
+                                print_logs=False))
+    assert metrics["final_loss"] < metrics["first_loss"]
+    return out
+
+
+def test_on_policy_cli_local_teacher_divergence_falls_and_student_thinks_first(small_vocab_model, sft_teacher, prompts32,
+                                                                              tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "student"
+    done = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--method", "on-policy", "--student",
+                           str(small_vocab_model), "--teacher", str(sft_teacher), "--traces", str(prompts32), "--out",
+                           str(out), "--per-device-batch", "4", "--effective-batch", "4", "--lr", "3e-3",
+                           "--max-new-tokens", "48", "--divergence", "reverse"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "teacher forward passes" in done.stdout
+    m = json.loads((out / "manifest.json").read_text())["metrics"]
+    assert m["trainer"] == "GKDTrainer" and m["divergence"] == "reverse KL" and m["steps"] == 8
+    # the untrained student starts far from the teacher and comes closer on its own samples
+    assert m["final_loss"] < 0.6 * m["first_loss"], m
+    c = m["compute"]
+    assert c["teacher_forward_passes"] == 32 and c["on_policy_batches"] == 8 and c["off_policy_batches"] == 0
+    assert 32 <= c["student_sampled_tokens"] <= 32 * 48 and c["teacher_tokens"] > c["student_sampled_tokens"]
+    tok = AutoTokenizer.from_pretrained(out)
+    AutoModelForCausalLM.from_pretrained(out)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "2+2?"}], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<think>\n")
+    for name in ("README.md", "loss.png", "log_history.json", "generation_config.json"):
+        assert (out / name).is_file()
+    assert "teacher forward passes | 32" in (out / "README.md").read_text()
+
+
+def test_lambda_zero_trains_off_policy_on_the_traces_with_jsd(small_vocab_model, sft_teacher, prompts32, tmp_path):
+    """lambda 0: every batch is the traces' own completions scored by the teacher (no sampling)."""
+    m = train(TrainConfig(student=str(small_vocab_model), teacher=str(sft_teacher), method="on-policy",
+                          traces=str(prompts32), out=str(tmp_path / "s"), per_device_batch=8, effective_batch=8,
+                          lmbda=0.0, divergence="jsd", learning_rate=3e-3, logging_steps=1, print_logs=False))
+    assert m["divergence"] == "JSD" and m["steps"] == 4 and m["final_loss"] < m["first_loss"]
+    assert m["compute"]["student_sampled_tokens"] == 0 and m["compute"]["off_policy_batches"] == 4
+
+
+def _other_tokenizer_model(root):
+    from r1_distill.demo.models import DemoModelSpec, build_model, build_tokenizer
+    from r1_distill.demo.task import cold_start_traces, make_splits
+
+    rows = cold_start_traces(make_splits({"train": 100, "prompt": 0, "heldout": 0})["train"], slip_rate=0.0)
+    tok = build_tokenizer([x for r in rows for x in (r["problem"].text, r["reasoning"])], root / "tok", vocab_size=500)
+    return build_model(DemoModelSpec(hidden_size=32, num_hidden_layers=1), tok, root / "model")
+
+
+def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_teacher, prompts32, tmp_path):
+    def run(**kw):
+        base = dict(student=str(small_vocab_model), teacher=str(sft_teacher), method="on-policy", traces=str(prompts32),
+                    out=str(tmp_path / "x"))
+        with pytest.raises(UserError) as err:
+            train(TrainConfig(**{**base, **kw}))
+        return str(err.value)
+
+    assert "forward, reverse or jsd" in run(divergence="sideways")
+    assert "--beta goes with --divergence jsd" in run(divergence="forward", beta=0.3)
+    assert "outside [0, 1]" in run(lmbda=1.5)
+    assert "needs --teacher" in run(teacher=None)
+    assert "--divergence reverse" in run(teacher="http://127.0.0.1:9/v1", divergence="forward")
+    assert "--teacher goes with --method on-policy" in run(method="full")
+    other = _other_tokenizer_model(tmp_path)
+    assert "another tokenizer than the student" in run(teacher=str(other))
+    done = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--method", "on-policy", "--student",
+                           str(small_vocab_model), "--teacher", str(other), "--traces", str(prompts32), "--out",
+                           str(tmp_path / "y")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "another tokenizer" in done.stderr and "Traceback" not in done.stderr
