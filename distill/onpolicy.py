@@ -350,11 +350,14 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                                         max_completion_length=config.max_new_tokens, disable_dropout=True,
                                         logging_steps=config.logging_steps or max(1, steps // 100))
         scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key)
-        try:
+        # the trainer builds TRL's VLLMClient (which needs vllm installed) as its teacher client: it gets ours
+        from unittest import mock
+
+        import trl.generation.vllm_client as vllm_client
+
+        with mock.patch.object(vllm_client, "VLLMClient", lambda *a, **k: scorer):
             trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        except ConnectionError as exc:
-            raise UserError(f"teacher server {teacher.source}: {str(exc).splitlines()[0]}") from None
-        trainer.teacher_client = scorer
+        assert trainer.teacher_client is scorer
 
     if not config.print_logs:
         keep_bar_only(trainer)

@@ -99,3 +99,42 @@ def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_te
                            str(small_vocab_model), "--teacher", str(other), "--traces", str(prompts32), "--out",
                            str(tmp_path / "y")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "another tokenizer" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_url_teacher_our_server_scores_the_students_tokens(hub_student_qwen2, server, tmp_path, data_dir):
+    """The teacher behind `r1-distill serve` (the student's own weights as a Q4_K_M GGUF): its log-probability of each
+    sampled token, read over HTTP, matches the HF model's; then ServerDistillationTrainer runs three steps on it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r1_distill.distill.onpolicy import Compute, ServerScorer
+    from r1_distill.traces import TraceRecord
+
+    tok = AutoTokenizer.from_pretrained(hub_student_qwen2)
+    model = AutoModelForCausalLM.from_pretrained(hub_student_qwen2)
+    seq = tok("What is 2+2? Let me think step by step", add_special_tokens=False)["input_ids"]
+    compute = Compute()
+    scored = ServerScorer(server.url, compute).get_sequence_logprobs([seq], [3], top_logprobs=1)
+    with torch.no_grad():
+        hf = torch.log_softmax(model(torch.tensor([seq])).logits[0].float(), -1)
+    expected = [hf[p - 1, seq[p]].item() for p in range(3, len(seq))]
+    got = [v[0] for v in scored["actual_logprobs"][0]]
+    assert len(got) == len(seq) - 3 and max(abs(a - b) for a, b in zip(got, expected)) < 0.5, (got, expected)
+    assert compute.student_sampled_tokens == len(seq) - 3
+
+    rows = [json.loads(line) for line in (data_dir / "gsm8k_train.jsonl").read_text().splitlines()[:6]]
+    write_traces(tmp_path / "kept.jsonl", [TraceRecord.from_completion(
+        problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=0, teacher="ref",
+        backend="ref", kept=True, finish_reason="stop", completion="x\n</think>\n\n1") for r in rows])
+    m = train(TrainConfig(student=str(hub_student_qwen2), teacher=server.url + "/v1", method="on-policy",
+                          traces=str(tmp_path / "kept.jsonl"), out=str(tmp_path / "s"), per_device_batch=2,
+                          effective_batch=2, max_new_tokens=8, learning_rate=1e-3, logging_steps=1, print_logs=False))
+    assert m["trainer"] == "ServerDistillationTrainer" and m["teacher_kind"] == "url" and m["steps"] == 3
+    assert m["compute"]["teacher_forward_passes"] == 6 and 6 <= m["compute"]["student_sampled_tokens"] <= 48
+    losses = [h["loss"] for h in json.loads((tmp_path / "s" / "log_history.json").read_text()) if "loss" in h]
+    # the teacher is the student's own weights (quantized): scored at the right positions, the divergence is ~0
+    # (one position off, it would be the KL between unrelated next-token distributions)
+    assert len(losses) == 3 and all(abs(loss) < 1e-3 for loss in losses), losses
+    tok = AutoTokenizer.from_pretrained(tmp_path / "s")
+    assert tok.apply_chat_template([{"role": "user", "content": "1+1"}], tokenize=False,
+                                   add_generation_prompt=True).endswith("<think>\n")
