@@ -43,6 +43,9 @@ def build_base(root: Path) -> Path:
     from r1_distill.registry import load_registry
     from r1_distill.tiny import load_tiny_tokenizer
 
+    out = root / "qwen2.5-math-1.5b-random"
+    if (out / "model.safetensors").is_file():  # a --workdir kept from an earlier run
+        return out
     tokenizer = load_tiny_tokenizer("qwen2.5-math")
     long_context = load_registry().students["r1-distill-qwen-1.5b"].long_context
     config = Qwen2Config(**{**QWEN25_MATH_15B, "max_position_embeddings": long_context.max_position_embeddings},
@@ -52,14 +55,14 @@ def build_base(root: Path) -> Path:
     with torch.device("cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=151643)
-    out = root / "qwen2.5-math-1.5b-random"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
 
-def long_traces(root: Path, tokens: int, count: int) -> Path:
-    """Traces of about `tokens` tokens each: GSM8K reference solutions repeated into long reasoning."""
+def long_traces(root: Path, tokens: int, count: int, tokenizer) -> Path:
+    """Traces of `tokens` tokens each (the base's tokenizer counts): GSM8K reference solutions repeated into
+    long reasoning."""
     from r1_distill.traces import TraceRecord, write_traces
 
     data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsm8k_train.jsonl"
@@ -67,7 +70,9 @@ def long_traces(root: Path, tokens: int, count: int) -> Path:
     records = []
     for r in rows:
         step = r["solution"].split("####")[0].strip()
-        reasoning = "\n\n".join([f"Attempt {i + 1}. {step}" for i in range(max(1, tokens // (len(step) // 3 + 8)))])
+        per_attempt = len(tokenizer.encode(f"Attempt 10. {step}\n\n", add_special_tokens=False))
+        attempts = max(1, (tokens - 120) // per_attempt)
+        reasoning = "\n\n".join(f"Attempt {i + 1}. {step}" for i in range(attempts))
         records.append(TraceRecord.from_completion(
             problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=0, teacher="reference",
             backend="reference", kept=True, finish_reason="stop",
@@ -118,7 +123,9 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         base = build_base(root)
         bf16_bytes = sum(f.stat().st_size for f in base.glob("*.safetensors"))
-        traces = long_traces(root, args.tokens, args.steps)
+        from r1_distill.tiny import load_tiny_tokenizer
+
+        traces = long_traces(root, args.tokens, args.steps, load_tiny_tokenizer("qwen2.5-math"))
         cli = [sys.executable, "-m", "r1_distill"]
         train_cmd = cli + ["train", "--student", str(base), "--traces", str(traces), "--out", str(root / "student"),
                            "--method", method, "--max-length", str(args.tokens + 512), "--epochs", "1",
