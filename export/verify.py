@@ -57,22 +57,26 @@ def prompt_texts(tokenizer) -> list[str]:
 
 def compute_in_float32(model) -> None:
     """Run a 16-bit model in float32 one module at a time: each module's own weights are upcast just before
-    it runs and put back after, so the reference logits are float32 without a float32 copy of the whole
+    it runs, and the 16-bit tensors they came from are put back after (not re-made: a copy would sit beside
+    the memory-mapped weights), so the reference logits are float32 without a float32 copy of the whole
     model (about 30 GB at 7B): peak memory is the 16-bit model plus its largest module in float32."""
     import torch
 
+    saved: dict[int, list] = {}
+
     def upcast(module, _args):
-        for p in module.parameters(recurse=False):
+        params = list(module.parameters(recurse=False))
+        saved[id(module)] = [p.data for p in params]
+        for p in params:
             p.data = p.data.float()
 
     def restore(module, _args, _output):
-        for p in module.parameters(recurse=False):
-            p.data = p.data.to(module._r1_dtype)
+        for p, original in zip(module.parameters(recurse=False), saved.pop(id(module))):
+            p.data = original
 
     for module in model.modules():
         own = list(module.parameters(recurse=False))
         if own and own[0].dtype != torch.float32:
-            module._r1_dtype = own[0].dtype
             module.register_forward_pre_hook(upcast)
             module.register_forward_hook(restore)
 
