@@ -37,6 +37,7 @@ from r1_distill.errors import UserError
 from r1_distill.reasoning import ReasoningStreamParser
 
 from .cpu import physical_cores
+from .prompt_cache import MIN_TOKENS, PromptCache
 from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
 
 CLOSE_THINKING = "\n</think>\n\n"
@@ -100,6 +101,8 @@ class _Slot:
         self.request, self.emit, self.cancelled = request, emit, cancelled
         prompt = request.prompt_tokens
         reuse = min(common_prefix(self.cached, prompt), len(prompt) - 1)  # at least one token to decode
+        if reuse < len(self.cached) // 2:  # most of a long prompt is about to go: keep it in RAM
+            engine.prompt_cache.save(self.seq_id, self.cached)
         if reuse < len(self.cached):
             engine.L.llama_memory_seq_rm(engine.memory, self.seq_id, reuse, -1)
             del self.cached[reuse:]
@@ -134,7 +137,7 @@ class _Slot:
 class BatchEngine:
     def __init__(self, model_path: str, *, parallel: int = 4, ctx: int = 4096, threads: int | None = None,
                  max_queue: int = 64, n_batch: int = 2048, n_ubatch: int = 512, verbose: bool = False,
-                 on_failure: Callable[[str], None] | None = None):
+                 on_failure: Callable[[str], None] | None = None, prompt_cache_bytes: int = 1 << 30):
         import llama_cpp as L
         from llama_cpp._logger import set_verbose
 
@@ -166,13 +169,14 @@ class BatchEngine:
         self.metadata = self._read_metadata()
         self.batch = L.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(parallel)]
+        self.prompt_cache = PromptCache(L, self.ctx, prompt_cache_bytes)
         self.waiting: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
         self.failure: str | None = None
         self.stats = {"decode_calls": 0, "tokens_generated": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0,
-                      "cancelled": 0, "request_errors": 0}
+                      "cancelled": 0, "request_errors": 0, "prompt_cache_restores": 0}
         think_close = self.tokenize("</think>", special=True)
         self.think_close_token = think_close[0] if len(think_close) == 1 else None
         self.close_thinking_tokens = self.tokenize(CLOSE_THINKING, special=True)
@@ -291,6 +295,10 @@ class BatchEngine:
                 continue
             slot = max(free, key=lambda s: (common_prefix(s.cached, request.prompt_tokens), -s.last_used))
             try:
+                self._restore_saved_prompt(slot, request.prompt_tokens)
+            except Exception:  # a cache miss, never an error
+                self._release(slot, clear_cache=True)
+            try:
                 slot.start(request, emit, cancelled, self)
             except Exception as exc:
                 self._release(slot, clear_cache=True)
@@ -298,6 +306,19 @@ class BatchEngine:
                 continue
             self.stats["prompt_tokens"] += len(request.prompt_tokens)
             self.stats["prompt_tokens_reused"] += slot.reused
+
+    def _restore_saved_prompt(self, slot: _Slot, prompt: list[int]) -> None:
+        """If a prompt saved in RAM shares more with `prompt` than `slot` does, load it into the slot."""
+        have = common_prefix(slot.cached, prompt)
+        key, shared = self.prompt_cache.best(prompt, common_prefix)
+        if key is None or shared < have + MIN_TOKENS:
+            return
+        if common_prefix(slot.cached, prompt) < len(slot.cached) // 2:
+            self.prompt_cache.save(slot.seq_id, slot.cached)
+        tokens = self.prompt_cache.restore(key, slot.seq_id)
+        slot.cached = tokens if tokens is not None else []
+        if tokens is not None:
+            self.stats["prompt_cache_restores"] += 1
 
     def _release(self, slot: _Slot, *, clear_cache: bool = False) -> None:
         if clear_cache:

@@ -1,13 +1,15 @@
 """A slot keeps its KV cache after a request: the next request that shares the prompt's prefix (a chat's
-history, a repeated system prompt) is not prefilled again, and its output is the same as without it."""
+history, a repeated system prompt) is not prefilled again, and its output is the same as without it.
+A long prompt pushed out of its slot is kept in RAM and restored when it is asked for again."""
 
+import httpx
 import pytest
 
 from conftest import RunningServer
 
 pytestmark = pytest.mark.slow
 
-SYSTEM = "You are a careful assistant who checks every step. " * 12
+SYSTEM = "You are a careful assistant who checks every step. " * 40
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,8 @@ def test_repeated_prefix_is_reused_and_gives_the_same_tokens(one_slot):
     shared = other.usage.prompt_tokens_details.cached_tokens
     assert shared >= 100, shared  # the system prompt's tokens came from the cache
     client.completions.create(model="m", prompt="something else entirely", max_tokens=2, temperature=0)  # evict
-    fresh = ask(client, "What is 9 minus 4?")
-    assert fresh.usage.prompt_tokens_details.cached_tokens < 10
-    assert fresh.choices[0].message.content == other.choices[0].message.content  # the cache changes nothing
+    restored = ask(client, "What is 9 minus 4?")  # the long prompt comes back from RAM, not from a prefill
+    assert restored.usage.prompt_tokens_details.cached_tokens == restored.usage.prompt_tokens - 1
+    assert restored.choices[0].message.content == other.choices[0].message.content
+    metrics = httpx.get(one_slot.url + "/metrics").text
+    assert "r1_distill_prompt_cache_restores_total 1" in metrics
