@@ -55,12 +55,14 @@ def prompt_texts(tokenizer) -> list[str]:
     return texts
 
 
-def compute_in_float32(model) -> None:
-    """Run a 16-bit model in float32 one module at a time: each module's own weights are upcast just before
-    it runs, and the 16-bit tensors they came from are put back after (not re-made: a copy would sit beside
-    the memory-mapped weights), so the reference logits are float32 without a float32 copy of the whole
-    model (about 30 GB at 7B): peak memory is the 16-bit model plus its largest module in float32."""
+def compute_in_float32(model, chunk_rows: int = 8192) -> None:
+    """Run a 16-bit model in float32 one module at a time, without a float32 copy of the whole model (about
+    30 GB at 7B): each module's own weights are upcast just before it runs and its 16-bit tensors put back
+    after (not re-made: a copy would sit beside the memory-mapped weights). The embeddings, the largest
+    matrices, are never upcast whole: a lookup returns 16-bit rows, cast after; the output layer multiplies
+    by `chunk_rows` rows at a time. Peak memory: the 16-bit model plus one decoder layer in float32."""
     import torch
+    import torch.nn.functional as F
 
     saved: dict[int, list] = {}
 
@@ -74,9 +76,28 @@ def compute_in_float32(model) -> None:
         for p, original in zip(module.parameters(recurse=False), saved.pop(id(module))):
             p.data = original
 
+    def lookup_as_float(_module, _args, output):
+        return output.float()
+
+    output_layer = model.get_output_embeddings()
+    embeddings = {id(model.get_input_embeddings()), id(output_layer)}
+
+    def chunked_output(hidden):
+        weight, bias, hidden = output_layer.weight, output_layer.bias, hidden.float()
+        parts = [F.linear(hidden, weight[i:i + chunk_rows].float(),
+                          None if bias is None else bias[i:i + chunk_rows].float())
+                 for i in range(0, weight.shape[0], chunk_rows)]
+        return torch.cat(parts, dim=-1)
+
     for module in model.modules():
         own = list(module.parameters(recurse=False))
-        if own and own[0].dtype != torch.float32:
+        if not own or own[0].dtype == torch.float32:
+            continue
+        if module is output_layer:
+            module.forward = chunked_output
+        elif id(module) in embeddings:
+            module.register_forward_hook(lookup_as_float)
+        else:
             module.register_forward_pre_hook(upcast)
             module.register_forward_hook(restore)
 
