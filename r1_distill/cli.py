@@ -139,16 +139,19 @@ def serve_cmd(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="R1_DISTILL_API_KEY", help="Require 'Authorization: Bearer KEY'."),
     parallel: int = typer.Option(4, "--parallel", help="Sequences decoded together (slots)."),
     ctx: int = typer.Option(4096, "--ctx", help="Context tokens per slot."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: llama.cpp's choice)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the machine's physical cores, as llama-server)."),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting for a slot before 503."),
     name: Optional[str] = typer.Option(None, "--name", help="Model id in the API (default: the file's stem)."),
+    cors_origins: Optional[str] = typer.Option(None, "--cors-origins", envvar="R1_DISTILL_CORS_ORIGINS",
+                                               help="Comma-separated origins allowed by CORS ('*' for any); off by default."),
 ):
     """OpenAI-compatible server with the thinking returned apart (reasoning_content)."""
     from r1_distill.serve.app import ServerConfig, serve
 
     console.print(f"Serving {model} on http://{host}:{port}/v1 ({parallel} slots x {ctx} tokens)")
     serve(ServerConfig(model=model, host=host, port=port, api_key=api_key, parallel=parallel, ctx=ctx, threads=threads,
-                       max_queue=max_queue, model_name=name, models_file=str(state.models_file) if state.models_file else None))
+                       max_queue=max_queue, model_name=name, cors_origins=_csv(cors_origins),
+                       models_file=str(state.models_file) if state.models_file else None))
 
 
 def _csv(value: Optional[str]) -> list[str]:
