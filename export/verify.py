@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def hf_reference(model_dir: Path, greedy_tokens: int) -> Reference:
                                  min_new_tokens=greedy_tokens, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
             greedy.append(out[0, len(tokens):].tolist())
     del model
+    gc.collect()  # the chunked output layer's forward refers back to its module: free the model now, before
+    #               the GGUF files are loaded beside it
     return Reference(texts=texts, token_ids=ids, logits=logits, greedy=greedy)
 
 
