@@ -260,13 +260,12 @@ def _beta_name(beta: float) -> str:
 
 def train_on_policy(config: OnPolicyConfig) -> dict:
     import torch
-    from accelerate import PartialState
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     from r1_distill.chat_format import prepare_model, prepare_tokenizer
     from r1_distill.distill.console import keep_bar_only
     from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, resolve_student, resume_checkpoint,
-                                          save_trained_model, student_format)
+                                          save_trained_model, prepared_tokenizer)
     from r1_distill.files import write_text_atomic
     from r1_distill.manifest import file_digest, write_manifest
     from r1_distill.registry import load_registry, read_template
@@ -288,13 +287,7 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     records = [r for r in read_traces(config.traces) if r.kept is not False]
     if not records:
         raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model_config = AutoConfig.from_pretrained(base)
-    except OSError as exc:
-        raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
-    spec = student_format(registry, student)
-    tokenizer, plan = prepare_tokenizer(tokenizer, model_config, spec, registry)
+    tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
     if teacher.kind == "local":
         _check_same_tokenizer(tokenizer, teacher.source, AutoConfig, spec, registry, prepare_tokenizer)
 

@@ -73,6 +73,21 @@ def student_format(registry: Registry, student) -> FormatSpec:
                        pad=student.pad_token, token_map=student.token_map)
 
 
+def prepared_tokenizer(base: str, student, registry: Registry):
+    """The base's tokenizer given the student's chat format; with the base's config, the format and the plan
+    the model must follow (prepare_model)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model_config = AutoConfig.from_pretrained(base)
+    except OSError as exc:
+        raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
+    spec = student_format(registry, student)
+    tokenizer, plan = prepare_tokenizer(tokenizer, model_config, spec, registry)
+    return tokenizer, model_config, spec, plan
+
+
 def resolve_student(config: TrainConfig):
     registry = load_registry(config.models_file)
     if config.student in registry.students:
@@ -135,7 +150,7 @@ def _plot_loss(history: list[dict], path: Path) -> None:
 
 def train(config: TrainConfig) -> dict:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, GenerationConfig
     from trl import SFTConfig, SFTTrainer
 
     from accelerate import PartialState
@@ -163,13 +178,7 @@ def train(config: TrainConfig) -> dict:
         Console(stderr=True).print(f"[yellow]warning: {unfiltered} of {len(records)} traces in {config.traces} were "
                                    "never filtered (no verdicts): unverified traces teach wrong reasoning too; run "
                                    "`r1-distill filter` and train on its kept.jsonl[/yellow]")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model_config = AutoConfig.from_pretrained(base)
-    except OSError as exc:
-        raise UserError(f"cannot load the student's tokenizer from {base}: {str(exc).splitlines()[0]}") from None
-    spec = student_format(registry, student)
-    tokenizer, plan = prepare_tokenizer(tokenizer, model_config, spec, registry)
+    tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
     tokenizer.chat_template = read_template(spec.train_template)
     dataset, too_long, lengths = build_dataset(records, tokenizer, max_length)
     if dataset is None:
