@@ -231,19 +231,23 @@ def filter_cmd(
 
 @app.command("chat")
 def chat_cmd(
-    model: Optional[str] = typer.Option(None, "--model", help="A .gguf to serve in-process."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="An OpenAI-compatible base URL (http://host:port/v1)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="A .gguf to serve in-process (repeat to offer several)."),
+    endpoint: Optional[list[str]] = typer.Option(None, "--endpoint",
+                                                 help="An OpenAI-compatible base URL, http://host:port/v1 (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address of the app."),
     port: int = typer.Option(7860, "--port"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable with the endpoint's key."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     share: bool = typer.Option(False, "--share", help="Create a public Gradio share link (off by default)."),
+    auth: Optional[str] = typer.Option(None, "--auth", help="Ask for a login: USER:PASSWORD, or a file of USER:PASSWORD lines."),
+    window: bool = typer.Option(False, "--window", help="Open in a desktop window (pywebview); the browser if none can open."),
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Default max tokens per reply."),
     thinking_budget: int = typer.Option(0, "--thinking-budget", help="Default thinking budget in tokens (0: none)."),
 ):
     """Chat app (Gradio) with the thinking shown apart from the answer."""
     import os
 
+    from r1_distill.ui.access import parse_auth
     from r1_distill.ui.app import ChatConfig, ChatSettings, launch
 
     if not model and not endpoint:
@@ -251,9 +255,13 @@ def chat_cmd(
     key = os.environ.get(api_key_env, "") if api_key_env else "none"
     if api_key_env and not key:
         raise UserError(f"${api_key_env} is not set")
+    config = ChatConfig(endpoints=endpoint or [], models=model or [], host=host, port=port, share=share,
+                        open_browser=not no_browser, window=window, auth=parse_auth(auth), api_key=key,
+                        settings=ChatSettings(max_tokens=max_tokens, thinking_budget=thinking_budget))
     console.print(f"Chat app on http://{host}:{port}")
-    launch(ChatConfig(endpoint=endpoint, model=model, host=host, port=port, share=share, open_browser=not no_browser,
-                      api_key=key, settings=ChatSettings(max_tokens=max_tokens, thinking_budget=thinking_budget)))
+    if config.public and not config.auth:
+        console.print("Anyone who can reach this address can use the model: add --auth USER:PASSWORD to ask for a login.")
+    launch(config)
 
 
 @app.command("train")

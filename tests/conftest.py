@@ -114,3 +114,135 @@ def task_traces(tmp_path_factory) -> Path:
     for split in ("prompt", "heldout"):
         (root / f"{split}.jsonl").write_text("".join(json.dumps(p.as_prompt_row()) + "\n" for p in splits[split]))
     return root
+
+
+class RecordingEndpoint:
+    """A real HTTP endpoint on 127.0.0.1 in front of a real server: it forwards every request, streams the
+    answer back and keeps what it got and sent. stop() makes it unreachable (connection refused) and
+    start() brings it back on the same port."""
+
+    def __init__(self, upstream: str, port: int | None = None):
+        self.upstream = upstream.rstrip("/")
+        self.port = port or free_port()
+        self.exchanges: list[dict] = []  # {"path", "body": parsed JSON request, "response": bytes}
+        self._server = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def chat_requests(self) -> list[dict]:
+        return [e["body"] for e in self.exchanges if e["path"].endswith("/chat/completions") and e["body"]]
+
+    def reasoning_sent(self, index: int) -> str:
+        """The thinking the endpoint streamed back for its index-th chat request."""
+        chats = [e for e in self.exchanges if e["path"].endswith("/chat/completions")]
+        text = []
+        for line in chats[index]["response"].decode("utf-8", "replace").splitlines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:]).get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    text.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
+        return "".join(text)
+
+    def start(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        endpoint = self
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # the answer ends when the connection closes: no length to know up front
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.forward("GET")
+
+            def do_POST(self):
+                self.forward("POST")
+
+            def forward(self, method):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                exchange = {"path": self.path, "body": json.loads(raw) if raw else None, "response": b""}
+                endpoint.exchanges.append(exchange)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization", "accept")}
+                with httpx.stream(method, endpoint.upstream + self.path, content=raw or None, headers=headers,
+                                  timeout=120) as answer:
+                    self.send_response(answer.status_code)
+                    for key, value in answer.headers.items():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                            self.send_header(key, value)
+                    self.end_headers()
+                    for piece in answer.iter_bytes():
+                        exchange["response"] += piece
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Forward)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class ChatApp:
+    """`r1-distill chat` as a user starts it, on a free port, its saved data under `data_dir`."""
+
+    def __init__(self, *args: str, port: int | None = None, data_dir: Path | None = None, env: dict | None = None,
+                 stdout=None):
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        env = {**os.environ, **(env or {})}
+        if data_dir is not None:
+            env["R1_DISTILL_CHAT_DIR"] = str(data_dir)
+        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "chat", "--port", str(self.port), "--no-browser",
+                                      *args], stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("chat app did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's Chromium driven by Playwright (no browser download); skips where it is not installed."""
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (python3 dev.py test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -1,40 +1,15 @@
 """r1-distill chat: the Gradio app, driven through its API and in real headless Chromium."""
 
-import shutil
-import subprocess
-import sys
+import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import RunningServer, free_port
-from r1_distill.ui.app import history_for_model, wrap_bare_boxed
+from conftest import ChatApp, RunningServer, free_port
+from r1_distill.ui.chat import history_for_model, note, wrap_bare_boxed
 
 pytestmark = pytest.mark.slow
-
-
-class ChatApp:
-    def __init__(self, endpoint: str, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "chat", "--endpoint", endpoint, "--port",
-                                      str(self.port), "--no-browser", *extra],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("chat app did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=15)
 
 
 def _text(message) -> str:
@@ -47,6 +22,7 @@ def test_history_sent_to_the_model_has_no_thinking():
                {"role": "assistant", "content": "two plus two", "metadata": {"title": "Thought for 1 s", "status": "done"}},
                {"role": "assistant", "content": "4"},
                {"role": "assistant", "content": "⚠️ error", "metadata": {"r1_error": True}},
+               note("Cannot reach the model"),
                {"role": "user", "content": [{"type": "text", "text": "and 3+3?"}]}]
     assert history_for_model(history) == [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
                                           {"role": "user", "content": "and 3+3?"}]
@@ -57,10 +33,10 @@ def test_bare_boxed_is_put_in_math():
     assert wrap_bare_boxed("So $\\boxed{4}$ and \\[\\boxed{5}\\]") == "So $\\boxed{4}$ and \\[\\boxed{5}\\]"
 
 
-def test_gradio_client_drives_the_chat(server):
+def test_gradio_client_drives_the_chat(server, tmp_path):
     from gradio_client import Client
 
-    app = ChatApp(server.url + "/v1")
+    app = ChatApp("--endpoint", server.url + "/v1", data_dir=tmp_path)
     try:
         client = Client(app.url, verbose=False)
         history, box = client.predict("What is 2+2?", [], 0.6, 0.95, 40, 8, api_name="/chat")
@@ -77,11 +53,11 @@ def test_gradio_client_drives_the_chat(server):
         app.stop()
 
 
-def test_endpoint_down_shows_an_error_and_the_next_message_works(tiny_gguf):
+def test_endpoint_down_shows_an_error_and_the_next_message_works(tiny_gguf, tmp_path):
     from gradio_client import Client
 
     port = free_port()
-    app = ChatApp(f"http://127.0.0.1:{port}/v1")
+    app = ChatApp("--endpoint", f"http://127.0.0.1:{port}/v1", data_dir=tmp_path)
     try:
         client = Client(app.url, verbose=False)
         history, _ = client.predict("Hello?", [], 0.6, 0.95, 16, 4, api_name="/chat")
@@ -97,51 +73,44 @@ def test_endpoint_down_shows_an_error_and_the_next_message_works(tiny_gguf):
         app.stop()
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (python3 dev.py test installs it)")
-def test_browser_sees_thinking_apart_and_can_stop(server, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
-    quick = ChatApp(server.url + "/v1", "--max-tokens", "48", "--thinking-budget", "12")
-    slow = ChatApp(server.url + "/v1", "--max-tokens", "900", "--thinking-budget", "0")
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+def test_browser_sees_thinking_apart_and_can_stop(server, chromium, artifacts_dir, tmp_path):
+    quick = ChatApp("--endpoint", server.url + "/v1", "--max-tokens", "48", "--thinking-budget", "12", data_dir=tmp_path)
+    slow = ChatApp("--endpoint", server.url + "/v1", "--max-tokens", "900", "--thinking-budget", "0", data_dir=tmp_path)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.goto(quick.url)
-            page.locator("#prompt textarea").fill("What is 17 * 23?")
-            page.locator("#send").click()
-            page.get_by_text("Thought for").first.wait_for(timeout=60_000)
-            thought = page.locator("#chat .thought").first
-            answer = page.locator("#chat .panel-full-width:not(.thought)").first  # the answer: a message of its own
-            answer.wait_for(timeout=30_000)
-            time.sleep(1.0)
-            reasoning, reply = thought.inner_text().strip(), answer.inner_text().strip()
-            assert reasoning and reply and reply not in reasoning and reasoning not in reply
-            assert page.locator("#chat").get_by_text("What is 17 * 23?").count() >= 1
-            page.screenshot(path=str(artifacts_dir / "ui-chat.png"), full_page=True)
+        page = chromium.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(quick.url)
+        page.locator("#prompt textarea").fill("What is 17 * 23?")
+        page.locator("#send").click()
+        page.get_by_text("Thought for").first.wait_for(timeout=60_000)
+        answer = page.locator("#chat .bot-row:not(:has(.thought-group))").first  # the answer: a message of its own
+        answer.wait_for(timeout=30_000)
+        page.locator("#chat .options .option").first.wait_for(timeout=30_000)  # offered once the turn is done
+        thought = page.locator("#chat .bot-row:has(.thought-group)").first
+        title = thought.locator(".thought-group").inner_text().strip()
+        assert re.fullmatch(r"Thought for \d+\.\d s, \d+ tokens \(budget 12\)", title), title  # no second duration
+        thought.get_by_text("Thought for").click()  # done thinking starts folded
+        time.sleep(0.5)
+        reasoning, reply = thought.inner_text().replace(title, "").strip(), answer.inner_text().strip()
+        assert reasoning and reply and reply not in reasoning and reasoning not in reply
+        assert page.locator("#chat").get_by_text("What is 17 * 23?").count() >= 1
+        page.screenshot(path=str(artifacts_dir / "ui-chat.png"), full_page=True)
 
-            page.goto(slow.url)
-            page.locator("#prompt textarea").fill("Think for a long time.")
-            page.locator("#send").click()
-            page.get_by_text("Thinking...").first.wait_for(timeout=60_000)
-            time.sleep(1.0)
-            page.locator("#stop").click()
-            time.sleep(1.0)
-            frozen = page.locator("#chat").inner_text()
-            time.sleep(2.0)
-            assert page.locator("#chat").inner_text() == frozen, "the stream went on after Stop"
-            assert "Stopped while thinking" in frozen and "Thinking..." not in frozen
-            deadline = time.time() + 10
-            while time.time() < deadline and httpx.get(server.url + "/health").json()["slots_busy"]:
-                time.sleep(0.2)
-            assert httpx.get(server.url + "/health").json()["slots_busy"] == 0, "Stop did not free the server's slot"
-            page.screenshot(path=str(artifacts_dir / "ui-stopped.png"), full_page=True)
-            browser.close()
+        page.goto(slow.url)
+        page.locator("#prompt textarea").fill("Think for a long time.")
+        page.locator("#send").click()
+        page.get_by_text("Thinking...").first.wait_for(timeout=60_000)
+        time.sleep(1.0)
+        page.locator("#stop").click()
+        time.sleep(1.0)
+        frozen = page.locator("#chat").inner_text()
+        time.sleep(2.0)
+        assert page.locator("#chat").inner_text() == frozen, "the stream went on after Stop"
+        assert "Stopped while thinking" in frozen and "Thinking..." not in frozen
+        deadline = time.time() + 10
+        while time.time() < deadline and httpx.get(server.url + "/health").json()["slots_busy"]:
+            time.sleep(0.2)
+        assert httpx.get(server.url + "/health").json()["slots_busy"] == 0, "Stop did not free the server's slot"
+        page.screenshot(path=str(artifacts_dir / "ui-stopped.png"), full_page=True)
     finally:
         quick.stop()
         slow.stop()
