@@ -106,6 +106,27 @@ def ensure_chromium() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, stdout=subprocess.DEVNULL)
 
 
+WINDOW_PACKAGES = ["xvfb", "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0",
+                   "libxcb-render-util0", "libxcb-xinerama0", "libxkbcommon-x11-0"]
+
+
+def ensure_window_deps() -> None:
+    """Xvfb and the X libraries Qt's xcb plugin loads, for the chat app's desktop-window test (a few MB)."""
+    import ctypes.util
+
+    if shutil.which("Xvfb") and ctypes.util.find_library("xcb-icccm") and ctypes.util.find_library("xcb-cursor"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("Xvfb or Qt's X libraries missing and cannot be installed here: the desktop-window test will skip "
+            f"(sudo apt-get install -y {' '.join(WINDOW_PACKAGES)})")
+        return
+    log("installing Xvfb and Qt's X libraries for the desktop-window test")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *WINDOW_PACKAGES], env=env, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def ensure_bubblewrap() -> None:
     """Debian's bubblewrap: the sandbox the `code` check runs programs in (its tests skip without it)."""
     if shutil.which("bwrap"):
@@ -136,6 +157,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return subprocess.call([str(VENV / "bin" / "r1-distill"), "demo", *rest], env=env)
     ensure_chromium()
+    ensure_window_deps()
     ensure_vllm_env()
     return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env)
 

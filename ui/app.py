@@ -188,6 +188,8 @@ def build_app(config: ChatConfig):
         for starts_over in (clear, new_chat):
             starts_over.click(lambda: ([], "", None, gr.update(value=None), ""), None,
                               [chatbot, box, conversation_id, conversations, title], api_name=False, queue=False)
+        chatbot.clear(lambda: (None, gr.update(value=None), ""), None, [conversation_id, conversations, title],
+                      api_name=False, queue=False)  # the trash icon: the next turn starts a new saved conversation
         model.change(switch_model, model, model, api_name=False)
         demo.load(show_list, saved, conversations, api_name=False, queue=False)
         conversations.input(reopen, [conversations, saved], [conversation_id, chatbot, title], api_name=False,
@@ -212,7 +214,8 @@ def launch(config: ChatConfig) -> None:
         demo.launch(inbrowser=False, prevent_thread_lock=True, **options)
         url = demo.local_url
         reason = open_window(url, TITLE, saved_chats.chat_data_dir() / "window")
-        if reason is None:
+        if reason is None:  # the window was closed: so is the app
+            demo.close()
             return
         where = "opening it in the browser" if config.open_browser else "open it in a browser"
         print(f"No desktop window: {reason}. The app is at {url}: {where}.", flush=True)

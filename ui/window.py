@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,19 +51,44 @@ def open_window(url: str, title: str, storage: Path) -> Optional[str]:
         return None
     if failure:
         return f"no webview backend could start ({failure})"
-    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
-    return f"the window process exited with code {code} before showing the app ({last[-300:] or 'no message'})"
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if re.search(r"error|fail|could not|cannot", ln, re.I)] or lines
+    said = telling[-1][-300:] if telling else "no message"
+    return f"the window process exited with code {code} before showing the app ({said})"
+
+
+def _exit_with_parent() -> None:
+    """A window left behind by an app that was killed would show a dead page: close with it."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_window(url: str, title: str, storage: str) -> int:
+    import time
+
+    _exit_with_parent()
     try:
         import webview
 
         window = webview.create_window(title, url, width=1200, height=900, min_size=(640, 480))
 
         def loaded():
-            page_title = window.evaluate_js("document.title")
-            print(f"{SHOWN} {webview.renderer}: {page_title}", flush=True)
+            # Gradio renders after the load event: wait for its app to be on the page
+            for _ in range(120):
+                page_title = window.evaluate_js("document.querySelector('.gradio-container') ? document.title : ''")
+                if page_title:
+                    print(f"{SHOWN} {webview.renderer}: {page_title}", flush=True)
+                    return
+                time.sleep(0.25)
 
         window.events.loaded += loaded
         Path(storage).mkdir(parents=True, exist_ok=True)
