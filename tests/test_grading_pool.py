@@ -42,3 +42,20 @@ def test_a_worker_that_dies_fails_its_step_with_the_exit_code():
         results = pool.run([Job(7, [Step("exit", "os:_exit", {}, 5)]), Job("x", [Step("fine", "re:escape", {}, 5)])])
     assert isinstance(results[0]["exit"], Failure) and "exit code 7" in results[0]["exit"].reason
     assert results[1]["fine"] == "x"
+
+
+def test_jobs_sent_in_chunks_lose_nothing_around_a_killed_one():
+    """Many fast jobs go to a worker several to a message; a stuck one in the middle of a chunk and a
+    worker that dies in another fail alone, and every other job still gets its own answer."""
+    fast = Step("escape", "re:escape", {}, timeout_s=5)
+    jobs = [Job(f"item {i}", [fast]) for i in range(300)]
+    jobs[57] = Job(r"(a+)+$", [Step("stuck", "re:match", {"string": "a" * 60 + "b"}, timeout_s=1.0), fast])
+    jobs[201] = Job(3, [Step("exit", "os:_exit", {}, 5), Step("escape", "builtins:str", {}, 5)])
+    with GradingPool(workers=2) as pool:
+        results = pool.run(jobs)
+        killed = pool.killed
+    assert "timed out after 1 s" in results[57]["stuck"].reason and results[57]["escape"] == re.escape(r"(a+)+$")
+    assert "exit code 3" in results[201]["exit"].reason and results[201]["escape"] == "3"
+    assert [r["escape"] for i, r in enumerate(results) if i not in (57, 201)] == \
+        [re.escape(f"item {i}") for i in range(300) if i not in (57, 201)]
+    assert killed == 2

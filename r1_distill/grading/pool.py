@@ -77,49 +77,62 @@ def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-outs come back as verdicts
     while True:
         try:
-            message = conn.recv()
+            chunk = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
+        if chunk is None:
             return
-        job_id, payload, steps = message
-        results, seconds = [], []
-        cpu_started = time.process_time()
-        for i, step in enumerate(steps):
-            started = time.monotonic()
-            progress[0], progress[1] = i, started  # the parent reads these to hold each step to its limit
-            try:
-                result = _resolve(step.func)(payload, **step.kwargs)
-            except Exception as exc:
-                result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
-            results.append(result)
-            seconds.append(time.monotonic() - started)
-        conn.send((job_id, results, seconds, time.process_time() - cpu_started))  # one message a job
+        for position, (job_id, payload, steps) in enumerate(chunk):
+            results, seconds = [], []
+            cpu_started = time.process_time()
+            for i, step in enumerate(steps):
+                started = time.monotonic()
+                # the parent reads these to hold each step to its limit
+                progress[0], progress[1], progress[2] = position, i, started
+                try:
+                    result = _resolve(step.func)(payload, **step.kwargs)
+                except Exception as exc:
+                    result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
+                results.append(result)
+                seconds.append(time.monotonic() - started)
+            conn.send((job_id, results, seconds, time.process_time() - cpu_started))  # one message a job
 
 
 class _Worker:
+    """One process; it is sent a chunk of jobs at a time (one message, so a fast check is not
+    dominated by the round trip) and answers each job as it finishes."""
+
     def __init__(self, ctx, memory_mb: Optional[int]):
         self.conn, child = ctx.Pipe()
-        self.progress = ctx.Array("d", 2, lock=False)  # [step running, when it started (monotonic)]
+        self.progress = ctx.Array("d", 3, lock=False)  # [job in chunk, step running, when it started (monotonic)]
         self.proc = ctx.Process(target=_worker_main, args=(child, self.progress, memory_mb), daemon=True)
         self.proc.start()
         child.close()
-        self.job: Optional[int] = None
-        self.steps: list[Step] = []
+        self.chunk: list[tuple[int, list[Step]]] = []  # (job id, steps) sent and not yet answered
+        self.sent: list[int] = []  # the job ids of the last chunk, in order
         self.group: deque = deque()  # jobs of the key this worker is on
 
-    def start(self, job_id: int, payload, steps: list[Step]) -> None:
-        self.job, self.steps = job_id, steps
-        self.progress[0], self.progress[1] = 0, time.monotonic()
-        self.conn.send((job_id, payload, steps))
+    def start(self, chunk: list[tuple[int, list[Step]]], jobs: list[Job]) -> None:
+        self.chunk = list(chunk)
+        self.sent = [job_id for job_id, _ in chunk]
+        self.progress[0], self.progress[1], self.progress[2] = 0, 0, time.monotonic()
+        self.conn.send([(job_id, jobs[job_id].payload, steps) for job_id, steps in chunk])
 
-    @property
-    def step(self) -> int:
-        return min(int(self.progress[0]), len(self.steps) - 1)
+    def running(self) -> tuple[int, list[Step], int]:
+        """The job id the worker is on, its steps and the step running."""
+        position = int(self.progress[0])
+        unanswered = dict(self.chunk)
+        job_id = self.sent[position] if position < len(self.sent) else None
+        if job_id in unanswered:
+            steps = unanswered[job_id]
+            return job_id, steps, min(int(self.progress[1]), len(steps) - 1)
+        job_id, steps = self.chunk[0]  # between two jobs: the next one has not begun
+        return job_id, steps, 0
 
     @property
     def deadline(self) -> float:
-        return self.progress[1] + self.steps[self.step].timeout_s
+        _, steps, step = self.running()
+        return self.progress[2] + steps[step].timeout_s
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -162,27 +175,46 @@ class GradingPool:
         queue = deque(groups.values())  # groups not yet begun; a worker drains its own group first
         if not queue:
             return results
+        # a few jobs a message while many are left, one at a time at the tail, so no worker waits on another
+        chunk_size = max(1, min(16, sum(map(len, queue)) // (self.size * 8)))
         self._ensure()
         idle = deque(self._workers)
         for worker in idle:
             worker.group = deque()
         busy: dict[Any, _Worker] = {}
 
-        def next_for(worker: _Worker):
-            if not worker.group and queue:
-                worker.group = queue.popleft()
-            if worker.group:
-                return worker.group.popleft()
+        def next_chunk(worker: _Worker) -> list:
+            chunk = []
+            while len(chunk) < chunk_size and (worker.group or queue):
+                if not worker.group:
+                    worker.group = queue.popleft()
+                chunk.append(worker.group.popleft())
+            if chunk:
+                return chunk
             donor = max(self._workers, key=lambda w: len(w.group))  # the tail: take from the longest group
-            return donor.group.pop() if donor.group else None
+            return [donor.group.pop() for _ in range(min(chunk_size, (len(donor.group) + 1) // 2))]
+
+        def receive(worker: _Worker) -> bool:
+            """Read one answer; False when the worker is gone."""
+            try:
+                job_id, step_results, step_seconds, cpu = worker.conn.recv()
+            except (EOFError, OSError):
+                return False
+            self.cpu_seconds += cpu
+            steps = dict(worker.chunk).pop(job_id)
+            for step, result, seconds in zip(steps, step_results, step_seconds):
+                results[job_id][step.name] = result
+                self.seconds[job_id][step.name] = seconds
+            worker.chunk = [(i, s) for i, s in worker.chunk if i != job_id]
+            return True
 
         while queue or busy or any(w.group for w in self._workers):
             for worker in list(idle):
-                item = next_for(worker)
-                if item is None:
+                chunk = next_chunk(worker)
+                if not chunk:
                     break
                 idle.remove(worker)
-                worker.start(item[0], jobs[item[0]].payload, item[1])
+                worker.start(chunk, jobs)
                 busy[worker.conn] = worker
             if not busy:
                 continue
@@ -190,40 +222,43 @@ class GradingPool:
             timeout = max(0.0, min(w.deadline for w in busy.values()) - now)
             for conn in wait(list(busy), timeout=timeout):
                 worker = busy[conn]
-                try:
-                    job_id, step_results, step_seconds, cpu = conn.recv()
-                except (EOFError, OSError):
+                if not receive(worker):
                     worker.proc.join(1)
-                    code = worker.proc.exitcode
-                    self._fail(worker, results, f"the grading process died (exit code {code})")
+                    self._fail(worker, results, f"the grading process died (exit code {worker.proc.exitcode})")
                     del busy[conn]
                     idle.append(self._replace(worker))
                     continue
-                self.cpu_seconds += cpu
-                for step, result, seconds in zip(worker.steps, step_results, step_seconds):
-                    results[job_id][step.name] = result
-                    self.seconds[job_id][step.name] = seconds
-                del busy[conn]
-                idle.append(worker)
+                while worker.chunk and conn.poll():
+                    if not receive(worker):
+                        break
+                if not worker.chunk:
+                    del busy[conn]
+                    idle.append(worker)
             now = time.monotonic()
             for conn, worker in list(busy.items()):
-                if now >= worker.deadline:
-                    step = worker.steps[worker.step]
-                    self._fail(worker, results, f"{step.name} timed out after {step.timeout_s:g} s (hard limit)")
+                if worker.chunk and now >= worker.deadline:
+                    while conn.poll() and receive(worker) and worker.chunk:  # answers already sent are kept
+                        pass
+                    if not worker.chunk:
+                        continue
+                    _, steps, step = worker.running()
+                    self._fail(worker, results, f"{steps[step].name} timed out after {steps[step].timeout_s:g} s (hard limit)")
                     del busy[conn]
                     idle.append(self._replace(worker))
         return results
 
     def _fail(self, worker: _Worker, results, reason: str) -> None:
         """The running step fails; the job's other steps (those before it returned only with the
-        whole job) run again on a fresh worker."""
-        i = worker.step
-        step = worker.steps[i]
-        results[worker.job][step.name] = Failure(reason)
-        self.seconds[worker.job][step.name] = time.monotonic() - worker.progress[1]
-        rest = worker.steps[:i] + worker.steps[i + 1:]
+        whole job) and the chunk's unanswered jobs run again on a fresh worker."""
+        job_id, steps, i = worker.running()
+        results[job_id][steps[i].name] = Failure(reason)
+        self.seconds[job_id][steps[i].name] = time.monotonic() - worker.progress[2]
+        again = [(j, s) for j, s in worker.chunk if j != job_id]
+        rest = steps[:i] + steps[i + 1:]
         if rest:
-            worker.group.appendleft((worker.job, rest))
+            again.insert(0, (job_id, rest))
+        worker.group.extendleft(reversed(again))
+        worker.chunk = []
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
