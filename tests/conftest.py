@@ -135,16 +135,17 @@ class RecordingEndpoint:
     def chat_requests(self) -> list[dict]:
         return [e["body"] for e in self.exchanges if e["path"].endswith("/chat/completions") and e["body"]]
 
-    def reasoning_sent(self, index: int) -> str:
-        """The thinking the endpoint streamed back for its index-th chat request."""
+    def streamed(self, index: int) -> tuple[str, str]:
+        """(thinking, answer) the endpoint streamed back for its index-th chat request."""
         chats = [e for e in self.exchanges if e["path"].endswith("/chat/completions")]
-        text = []
+        thinking, answer = [], []
         for line in chats[index]["response"].decode("utf-8", "replace").splitlines():
             if line.startswith("data: {"):
                 for choice in json.loads(line[6:]).get("choices") or []:
                     delta = choice.get("delta") or {}
-                    text.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
-        return "".join(text)
+                    thinking.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
+                    answer.append(delta.get("content") or "")
+        return "".join(thinking), "".join(answer)
 
     def start(self) -> None:
         import threading
