@@ -199,7 +199,7 @@ class ChatApp:
     """`r1-distill chat` as a user starts it, on a free port, its saved data under `data_dir`."""
 
     def __init__(self, *args: str, port: int | None = None, data_dir: Path | None = None, env: dict | None = None,
-                 stdout=None):
+                 stdout=None, host: str = "127.0.0.1", cwd: Path | None = None):
         import subprocess
         import sys
         import time
@@ -207,17 +207,18 @@ class ChatApp:
         import httpx
 
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"http://{host}:{self.port}/"
         env = {**os.environ, **(env or {})}
         if data_dir is not None:
             env["R1_DISTILL_CHAT_DIR"] = str(data_dir)
-        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "chat", "--port", str(self.port), "--no-browser",
-                                      *args], stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "chat", "--host", host, "--port", str(self.port),
+                                      "--no-browser", *args], stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=env, cwd=cwd)
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
             try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
+                if httpx.get(self.url, timeout=2).status_code in (200, 401):
                     return
             except httpx.HTTPError:
                 time.sleep(0.3)
