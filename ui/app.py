@@ -6,7 +6,8 @@ starts r1-distill's own server in this process on a free local port and talks to
 
 Everything a person changes lives in their own browser session: the conversation, the settings and
 the model picker's value (an input of every turn, checked against what this app offers); saved
-conversations live in their browser's localStorage. Only the local servers are shared.
+conversations are filed under their browser's own random id (ui/history.py). Only the local servers
+are shared.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ class ChatConfig:
 
 def build_app(config: ChatConfig):
     choices = ModelChoices(config.endpoints, config.models, config.public, config.search_dirs)
+    store = saved_chats.ConversationStore(saved_chats.chat_data_dir() / "conversations")
     if config.models:
         choices.endpoint_for(config.models[0])  # load it now, not on the first message
     default_choice = choices.default
 
     with gr.Blocks(title=TITLE) as demo:
-        saved = gr.BrowserState([], storage_key=saved_chats.STORAGE_KEY, secret=saved_chats.browser_secret())
+        browser = gr.BrowserState("", storage_key=saved_chats.STORAGE_KEY, secret=saved_chats.browser_secret())
         conversation_id = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
@@ -140,30 +142,38 @@ def build_app(config: ChatConfig):
                 return gr.update(value=default_choice) if choices.public else gr.update()
             return gr.update()
 
-        def save(conversation, history, stored):
-            conversation, stored = saved_chats.save(stored, conversation, history or [])
-            return conversation, stored, gr.update(choices=saved_chats.list_choices(stored), value=conversation)
+        def listed(browser_id, current=None):
+            return gr.update(choices=saved_chats.list_choices(store.list(browser_id)), value=current)
 
-        def show_list(stored):
-            return gr.update(choices=saved_chats.list_choices(stored), value=None)
+        def start_session(browser_id):
+            if not saved_chats.is_id(browser_id):  # a browser seen for the first time (or a value it made up)
+                browser_id = saved_chats.new_id()
+            return browser_id, listed(browser_id)
 
-        def reopen(picked, stored):
-            record = saved_chats.find(stored, picked)
-            if record is None:
-                gr.Warning("That conversation is no longer saved in this browser.")
-                return None, [], ""
-            return record["id"], record["messages"], record["title"]
-
-        def rename_current(conversation, new_title, stored):
+        def save(conversation, history, browser_id):
             try:
-                stored = saved_chats.rename(stored, conversation, new_title)
+                conversation = store.save(browser_id, conversation, history or [])
             except UserError as exc:
                 gr.Warning(str(exc))
-            return stored, gr.update(choices=saved_chats.list_choices(stored), value=conversation)
+            return conversation, listed(browser_id, conversation)
 
-        def delete_current(conversation, stored):
-            stored = saved_chats.delete(stored, conversation)
-            return None, stored, gr.update(choices=saved_chats.list_choices(stored), value=None), [], ""
+        def reopen(picked, browser_id):
+            record = store.load(browser_id, picked) if saved_chats.is_id(picked) else None
+            if record is None:
+                gr.Warning("That conversation is no longer saved.")
+                return None, [], "", listed(browser_id)
+            return record["id"], record["messages"], record["title"], gr.update()
+
+        def rename_current(conversation, new_title, browser_id):
+            try:
+                store.rename(browser_id, conversation, new_title)
+            except UserError as exc:
+                gr.Warning(str(exc))
+            return listed(browser_id, conversation)
+
+        def delete_current(conversation, browser_id):
+            store.delete(browser_id, conversation)
+            return None, listed(browser_id), [], ""
 
         def export(history, kind):
             path = Path(tempfile.mkdtemp()) / f"conversation.{kind}"
@@ -171,7 +181,7 @@ def build_app(config: ChatConfig):
             return gr.File(value=str(path), visible=True)
 
         settings_inputs = [temperature, top_p, max_tokens, budget]
-        saving = dict(fn=save, inputs=[conversation_id, chatbot, saved], outputs=[conversation_id, saved, conversations],
+        saving = dict(fn=save, inputs=[conversation_id, chatbot, browser], outputs=[conversation_id, conversations],
                       api_name=False, queue=False)
         turns = [
             send.click(chat, [box, chatbot, *settings_inputs, model], [chatbot, box], api_name="chat"),
@@ -191,11 +201,11 @@ def build_app(config: ChatConfig):
         chatbot.clear(lambda: (None, gr.update(value=None), ""), None, [conversation_id, conversations, title],
                       api_name=False, queue=False)  # the trash icon: the next turn starts a new saved conversation
         model.change(switch_model, model, model, api_name=False)
-        demo.load(show_list, saved, conversations, api_name=False, queue=False)
-        conversations.input(reopen, [conversations, saved], [conversation_id, chatbot, title], api_name=False,
-                            queue=False)
-        rename.click(rename_current, [conversation_id, title, saved], [saved, conversations], api_name=False, queue=False)
-        delete.click(delete_current, [conversation_id, saved], [conversation_id, saved, conversations, chatbot, title],
+        demo.load(start_session, browser, [browser, conversations], api_name=False, queue=False)
+        conversations.input(reopen, [conversations, browser], [conversation_id, chatbot, title, conversations],
+                            api_name=False, queue=False)
+        rename.click(rename_current, [conversation_id, title, browser], conversations, api_name=False, queue=False)
+        delete.click(delete_current, [conversation_id, browser], [conversation_id, conversations, chatbot, title],
                      api_name=False, queue=False)
         export_md.click(lambda h: export(h, "md"), chatbot, download, api_name=False)
         export_json.click(lambda h: export(h, "json"), chatbot, download, api_name=False)

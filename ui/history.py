@@ -1,32 +1,36 @@
-"""Saved conversations: the records kept in each browser's localStorage (a gr.BrowserState), and exports.
+"""Saved conversations: one JSON file each on the machine that runs the app, in a folder per browser.
 
-Each browser keeps its own list, so tabs of one browser share it and other people never see it.
-A record is {"id", "title", "updated", "messages"}, newest first, at most MAX_SAVED.
-Gradio encrypts the stored value with a secret that must stay the same across restarts, or every
-saved list becomes unreadable: `browser_secret()` keeps one in the chat data folder.
+A browser is known by a random id kept in its localStorage (a gr.BrowserState), so each browser
+lists only its own conversations: other people never see them, and tabs of one browser share them
+without overwriting each other (each save writes one file, atomically). Gradio encrypts what it
+keeps in localStorage with a secret that must stay the same across restarts, or the id is lost:
+`browser_secret()` keeps one in the chat data folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from r1_distill.errors import UserError
-from r1_distill.files import write_text_atomic
+from r1_distill.files import write_json_atomic, write_text_atomic
 
 from .chat import message_text
 
-MAX_SAVED = 100
 TITLE_CHARS = 60
-STORAGE_KEY = "r1-distill-chat-conversations"
+STORAGE_KEY = "r1-distill-chat-browser"
+_ID = re.compile(r"[0-9a-f]{32}")  # browser and conversation ids: what a browser sends is checked against it
 
 
 def chat_data_dir() -> Path:
-    """$R1_DISTILL_CHAT_DIR, else ~/.local/share/r1-distill/chat (the storage secret, the window's browser data)."""
+    """$R1_DISTILL_CHAT_DIR, else ~/.local/share/r1-distill/chat: saved conversations, the storage secret,
+    the desktop window's browser data."""
     default = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "r1-distill" / "chat"
     return Path(os.environ.get("R1_DISTILL_CHAT_DIR") or default)
 
@@ -41,6 +45,14 @@ def browser_secret() -> str:
     return secret
 
 
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def default_title(messages: list[dict]) -> str:
     first = next((message_text(m) for m in messages if m.get("role") == "user" and message_text(m).strip()), "")
     first = " ".join(first.split())
@@ -49,39 +61,65 @@ def default_title(messages: list[dict]) -> str:
     return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1] + "…"
 
 
-def save(saved: list[dict] | None, conversation_id: str | None, messages: list[dict]) -> tuple[str | None, list[dict]]:
-    """Put the conversation first in the list (new id when it has none); an empty one is not saved."""
-    saved = [dict(r) for r in saved or []]
-    if not messages:
-        return conversation_id, saved
-    old = next((r for r in saved if r["id"] == conversation_id), None) if conversation_id else None
-    record = {"id": conversation_id or uuid.uuid4().hex[:12],
-              "title": old["title"] if old and old.get("renamed") else default_title(messages),
-              "renamed": bool(old and old.get("renamed")), "updated": time.time(), "messages": messages}
-    rest = [r for r in saved if r["id"] != record["id"]]
-    return record["id"], [record, *rest][:MAX_SAVED]
+class ConversationStore:
+    """`root/<browser id>/<conversation id>.json`, each {"id", "title", "renamed", "updated", "messages"}."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, browser: str, conversation: str) -> Path:
+        if not (is_id(browser) and is_id(conversation)):
+            raise UserError("this conversation's id is not one this app made: reload the page")
+        return self.root / browser / f"{conversation}.json"
+
+    def load(self, browser: str, conversation: Optional[str]) -> Optional[dict]:
+        if not conversation:
+            return None
+        try:
+            return json.loads(self._path(browser, conversation).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def list(self, browser: str) -> list[dict]:
+        """The browser's conversations without their messages, newest first."""
+        if not is_id(browser) or not (self.root / browser).is_dir():
+            return []
+        found = []
+        for path in (self.root / browser).glob("*.json"):
+            record = self.load(browser, path.stem) if is_id(path.stem) else None
+            if record:
+                found.append({k: record.get(k) for k in ("id", "title", "updated")})
+        return sorted(found, key=lambda r: r["updated"] or 0, reverse=True)
+
+    def save(self, browser: str, conversation: Optional[str], messages: list[dict]) -> Optional[str]:
+        """Write the conversation (a new id when it has none); an empty one is not saved."""
+        if not messages:
+            return conversation
+        conversation = conversation if is_id(conversation) else new_id()
+        old = self.load(browser, conversation) or {}
+        renamed = bool(old.get("renamed"))
+        write_json_atomic(self._path(browser, conversation), {
+            "id": conversation, "title": old["title"] if renamed else default_title(messages), "renamed": renamed,
+            "updated": time.time(), "messages": messages})
+        return conversation
+
+    def rename(self, browser: str, conversation: Optional[str], title: str) -> None:
+        title = " ".join((title or "").split())
+        record = self.load(browser, conversation)
+        if record is None:
+            raise UserError("open or start a conversation before renaming it")
+        if not title:
+            raise UserError("type a title to rename the conversation to")
+        write_json_atomic(self._path(browser, conversation), {**record, "title": title[:200], "renamed": True})
+
+    def delete(self, browser: str, conversation: Optional[str]) -> None:
+        if conversation:
+            self._path(browser, conversation).unlink(missing_ok=True)
 
 
-def rename(saved: list[dict] | None, conversation_id: str | None, title: str) -> list[dict]:
-    title = " ".join((title or "").split())
-    if not conversation_id:
-        raise UserError("open or start a conversation before renaming it")
-    if not title:
-        raise UserError("type a title to rename the conversation to")
-    return [{**r, "title": title[:200], "renamed": True} if r["id"] == conversation_id else r for r in saved or []]
-
-
-def delete(saved: list[dict] | None, conversation_id: str | None) -> list[dict]:
-    return [r for r in saved or [] if r["id"] != conversation_id]
-
-
-def find(saved: list[dict] | None, conversation_id: str | None) -> dict | None:
-    return next((r for r in saved or [] if r["id"] == conversation_id), None)
-
-
-def list_choices(saved: list[dict] | None) -> list[tuple[str, str]]:
-    """(label, id) pairs for the side list, newest first."""
-    return [(r.get("title") or "New chat", r["id"]) for r in saved or []]
+def list_choices(records: list[dict]) -> list[tuple[str, str]]:
+    """(label, id) pairs for the side list."""
+    return [(r.get("title") or "New chat", r["id"]) for r in records]
 
 
 def to_markdown(history: list[dict]) -> str:
