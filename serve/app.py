@@ -28,7 +28,6 @@ from .errors import APIError, error_response
 from .metrics import Metrics
 from .middleware import Guard
 from .runtime import MAX_BODY_BYTES, Runtime
-from .templating import ChatFormatter  # noqa: F401  (teacher/ renders prompts with it)
 
 CORS_ENV = "R1_DISTILL_CORS_ORIGINS"
 

@@ -7,19 +7,13 @@ thinking's under ``reasoning``)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 
-from .errors import error_body
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .runtime import Knobs, Submission, collect, engine_request, logprob_entry, parse, usage_totals
-
-
-def sse(body: dict) -> str:
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+from .sse import generation_failed, sse, sse_response
 
 
 def usage_block(u: dict) -> dict:
@@ -100,50 +94,42 @@ def register(app: FastAPI, runtime, metrics, model_id: str, sampling, effort_bud
                         "choices": [choice]})
 
         async def stream():
-            completed = False
             pending: list[list[dict]] = [[] for _ in gens]
             dones = [None] * len(gens)
-            try:
-                for i in range(len(gens)):
-                    yield chunk(i, {"role": "assistant", "content": ""})
-                while sub.remaining:
-                    i, ev = await sub.next()
-                    if ev.kind == "logprob":
-                        pending[i].append(ev.data)
-                        continue
-                    if ev.kind == "done":
-                        if ev.finish_reason == "error":
-                            sub.cancel()
-                            yield sse(error_body(f"generation failed: {ev.usage.get('error')}", "server_error"))
-                            break
-                        metrics.record(ev.usage)
-                        dones[i] = ev
-                        yield chunk(i, {}, ev.finish_reason, pending[i])
-                        pending[i] = []
-                        continue
-                    if raw_format and ev.kind == "raw":
-                        delta = {"content": ev.text}
-                    elif not raw_format and ev.kind == "reasoning":
-                        delta = {"reasoning_content": ev.text, "reasoning": ev.text}
-                    elif not raw_format and ev.kind == "answer":
-                        delta = {"content": ev.text}
-                    else:
-                        continue
-                    yield chunk(i, delta, None, pending[i])
+            for i in range(len(gens)):
+                yield chunk(i, {"role": "assistant", "content": ""})
+            while sub.remaining:
+                i, ev = await sub.next()
+                if ev.kind == "logprob":
+                    pending[i].append(ev.data)
+                    continue
+                if ev.kind == "done":
+                    if ev.finish_reason == "error":
+                        yield generation_failed(sub, ev)
+                        break
+                    metrics.record(ev.usage)
+                    dones[i] = ev
+                    yield chunk(i, {}, ev.finish_reason, pending[i])
                     pending[i] = []
+                    continue
+                if raw_format and ev.kind == "raw":
+                    delta = {"content": ev.text}
+                elif not raw_format and ev.kind == "reasoning":
+                    delta = {"reasoning_content": ev.text, "reasoning": ev.text}
+                elif not raw_format and ev.kind == "answer":
+                    delta = {"content": ev.text}
                 else:
-                    if include_usage:
-                        usage = usage_totals(dones, [i == 0 for i in range(len(dones))])
-                        yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_id,
-                                   "choices": [], "usage": usage_block(usage)})
-                yield "data: [DONE]\n\n"
-                completed = True
-            finally:
-                if not completed:  # the client went away: free the slots now
-                    sub.cancel()
+                    continue
+                yield chunk(i, delta, None, pending[i])
+                pending[i] = []
+            else:
+                if include_usage:
+                    usage = usage_totals(dones, [i == 0 for i in range(len(dones))])
+                    yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_id,
+                               "choices": [], "usage": usage_block(usage)})
+            yield "data: [DONE]\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return sse_response(stream(), sub)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -187,37 +173,29 @@ def register(app: FastAPI, runtime, metrics, model_id: str, sampling, effort_bud
                         "choices": [{"index": i, "text": text, "finish_reason": finish, "logprobs": lp}]})
 
         async def stream():
-            completed = False
             pending: list[list[dict]] = [[] for _ in gens]
             offsets = [0] * len(gens)
             dones = [None] * len(gens)
-            try:
-                while sub.remaining:
-                    i, ev = await sub.next()
-                    if ev.kind == "logprob":
-                        pending[i].append(ev.data)
-                    elif ev.kind == "raw":
-                        yield chunk(i, ev.text, None, pending[i], offsets[i])
-                        offsets[i] += len(ev.text)
-                        pending[i] = []
-                    elif ev.kind == "done":
-                        if ev.finish_reason == "error":
-                            sub.cancel()
-                            yield sse(error_body(f"generation failed: {ev.usage.get('error')}", "server_error"))
-                            break
-                        metrics.record(ev.usage)
-                        dones[i] = ev
-                        yield chunk(i, "", ev.finish_reason, pending[i], offsets[i])
-                        pending[i] = []
-                else:
-                    if include_usage:
-                        yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_id,
-                                   "choices": [], "usage": usage_block(usage_totals(dones, firsts))})
-                yield "data: [DONE]\n\n"
-                completed = True
-            finally:
-                if not completed:
-                    sub.cancel()
+            while sub.remaining:
+                i, ev = await sub.next()
+                if ev.kind == "logprob":
+                    pending[i].append(ev.data)
+                elif ev.kind == "raw":
+                    yield chunk(i, ev.text, None, pending[i], offsets[i])
+                    offsets[i] += len(ev.text)
+                    pending[i] = []
+                elif ev.kind == "done":
+                    if ev.finish_reason == "error":
+                        yield generation_failed(sub, ev)
+                        break
+                    metrics.record(ev.usage)
+                    dones[i] = ev
+                    yield chunk(i, "", ev.finish_reason, pending[i], offsets[i])
+                    pending[i] = []
+            else:
+                if include_usage:
+                    yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_id,
+                               "choices": [], "usage": usage_block(usage_totals(dones, firsts))})
+            yield "data: [DONE]\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return sse_response(stream(), sub)

@@ -16,13 +16,13 @@ import uuid
 from typing import Any, Literal, Optional, Union
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 from typing_extensions import Annotated
 
 from .errors import APIError, error_body
 from .protocol import EFFORTS, MAX_INT, MAX_TOP_LOGPROBS, SEED, Harmless, Number, Strict
 from .runtime import Knobs, Submission, collect, engine_request, logprob_entry, parse
+from .sse import sse_response
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
@@ -182,7 +182,6 @@ def register(app: FastAPI, runtime, metrics, model_id: str, sampling, effort_bud
 
         async def stream():
             seq = {"n": 0}
-            completed = False
 
             def event(kind: str, **fields) -> str:
                 body = {"type": kind, "sequence_number": seq["n"], **fields}
@@ -209,64 +208,58 @@ def register(app: FastAPI, runtime, metrics, model_id: str, sampling, effort_bud
                         event("response.content_part.added", item_id=msg_id, output_index=index, content_index=0,
                               part=output_text("", []))]
 
-            try:
-                yield event("response.created", response=envelope("in_progress", []))
-                yield event("response.in_progress", response=envelope("in_progress", []))
-                pending_lp: list[dict] = []
-                while sub.remaining:
-                    _, ev = await sub.next()
-                    if ev.kind == "logprob":
-                        if ev.data["part"] == "answer":
-                            pending_lp.append(logprob_entry(engine, ev.data))
-                        continue
-                    if ev.kind == "reasoning" and state == "none":
-                        state = "reasoning"
-                        index = len(output)
-                        yield event("response.output_item.added", output_index=index,
-                                    item=reasoning_item("", "in_progress"))
-                        yield event("response.content_part.added", item_id=rs_id, output_index=index, content_index=0,
-                                    part={"type": "reasoning_text", "text": ""})
-                    if ev.kind == "reasoning" and state == "reasoning":
-                        reasoning += ev.text
-                        yield event("response.reasoning_text.delta", item_id=rs_id, output_index=len(output),
-                                    content_index=0, delta=ev.text)
-                    elif ev.kind == "answer" or (ev.kind == "done" and ev.finish_reason != "error"):
-                        if state == "reasoning":
-                            for e in close_reasoning():
-                                yield e
-                        if state != "message":
-                            state = "message"
-                            for e in open_message():
-                                yield e
-                        if ev.kind == "answer":
-                            answer += ev.text
-                            answer_lp += pending_lp
-                            yield event("response.output_text.delta", item_id=msg_id, output_index=len(output),
-                                        content_index=0, delta=ev.text, logprobs=pending_lp)
-                            pending_lp = []
-                            continue
-                        metrics.record(ev.usage)
+            yield event("response.created", response=envelope("in_progress", []))
+            yield event("response.in_progress", response=envelope("in_progress", []))
+            pending_lp: list[dict] = []
+            while sub.remaining:
+                _, ev = await sub.next()
+                if ev.kind == "logprob":
+                    if ev.data["part"] == "answer":
+                        pending_lp.append(logprob_entry(engine, ev.data))
+                    continue
+                if ev.kind == "reasoning" and state == "none":
+                    state = "reasoning"
+                    index = len(output)
+                    yield event("response.output_item.added", output_index=index,
+                                item=reasoning_item("", "in_progress"))
+                    yield event("response.content_part.added", item_id=rs_id, output_index=index, content_index=0,
+                                part={"type": "reasoning_text", "text": ""})
+                if ev.kind == "reasoning" and state == "reasoning":
+                    reasoning += ev.text
+                    yield event("response.reasoning_text.delta", item_id=rs_id, output_index=len(output),
+                                content_index=0, delta=ev.text)
+                elif ev.kind == "answer" or (ev.kind == "done" and ev.finish_reason != "error"):
+                    if state == "reasoning":
+                        for e in close_reasoning():
+                            yield e
+                    if state != "message":
+                        state = "message"
+                        for e in open_message():
+                            yield e
+                    if ev.kind == "answer":
+                        answer += ev.text
                         answer_lp += pending_lp
-                        index = len(output)
-                        item = message_item(answer, answer_lp)
-                        output.append(item)
-                        yield event("response.output_text.done", item_id=msg_id, output_index=index, content_index=0,
-                                    text=answer, logprobs=answer_lp)
-                        yield event("response.content_part.done", item_id=msg_id, output_index=index, content_index=0,
-                                    part=output_text(answer, answer_lp))
-                        yield event("response.output_item.done", output_index=index, item=item)
-                        status = final_status(ev.finish_reason)
-                        yield event(f"response.{status}",
-                                    response=envelope(status, output, ev.usage, ev.finish_reason))
-                    elif ev.kind == "done":  # an error
-                        failed = envelope("failed", output)
-                        failed["error"] = {"code": "server_error", "message": f"generation failed: {ev.usage.get('error')}"}
-                        yield event("response.failed", response=failed)
-                        yield event("error", **error_body(f"generation failed: {ev.usage.get('error')}", "server_error")["error"])
-                completed = True
-            finally:
-                if not completed:
-                    sub.cancel()
+                        yield event("response.output_text.delta", item_id=msg_id, output_index=len(output),
+                                    content_index=0, delta=ev.text, logprobs=pending_lp)
+                        pending_lp = []
+                        continue
+                    metrics.record(ev.usage)
+                    answer_lp += pending_lp
+                    index = len(output)
+                    item = message_item(answer, answer_lp)
+                    output.append(item)
+                    yield event("response.output_text.done", item_id=msg_id, output_index=index, content_index=0,
+                                text=answer, logprobs=answer_lp)
+                    yield event("response.content_part.done", item_id=msg_id, output_index=index, content_index=0,
+                                part=output_text(answer, answer_lp))
+                    yield event("response.output_item.done", output_index=index, item=item)
+                    status = final_status(ev.finish_reason)
+                    yield event(f"response.{status}",
+                                response=envelope(status, output, ev.usage, ev.finish_reason))
+                elif ev.kind == "done":  # an error
+                    failed = envelope("failed", output)
+                    failed["error"] = {"code": "server_error", "message": f"generation failed: {ev.usage.get('error')}"}
+                    yield event("response.failed", response=failed)
+                    yield event("error", **error_body(f"generation failed: {ev.usage.get('error')}", "server_error")["error"])
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return sse_response(stream(), sub)

@@ -38,6 +38,7 @@ class Runtime:
         self.formatter: Optional[ChatFormatter] = None
         self.error: Optional[str] = None
         self.restarting = False
+        self.last_failure: Optional[str] = None  # why the engine last stopped
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -64,6 +65,7 @@ class Runtime:
             if self.restarting:
                 return
             self.restarting = True
+            self.last_failure = reason
         log.error("the engine stopped (%s): restarting it", reason)
         self.metrics.bump("engine_restarts_total")
         old, self.engine = self.engine, None
@@ -102,7 +104,8 @@ class Runtime:
             self._engine_failed(engine.failure or "the engine thread is not running")
             engine = None
         if engine is None:
-            what = "the engine is restarting" if self.restarting else "the model is still loading"
+            what = (f"the engine is restarting after a failure ({self.last_failure})" if self.restarting
+                    else "the model is still loading")
             raise APIError(503, what, type_="server_error", headers={"Retry-After": "2"})
         return engine
 

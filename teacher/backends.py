@@ -140,7 +140,7 @@ def run_openai(jobs: list[Job], write: Write, *, endpoints: list[str], api_key: 
 # -- llama.cpp ------------------------------------------------------------------------------------
 def run_llamacpp(jobs: list[Job], write: Write, *, model_path: str, teacher: str, sampling: Sampling,
                  concurrency: int, ctx: int, progress: Callable[[TraceRecord], None]) -> None:
-    from r1_distill.serve.app import ChatFormatter
+    from r1_distill.serve.templating import ChatFormatter
     from r1_distill.serve.engine import BatchEngine, GenerationRequest
 
     parallel = max(1, min(concurrency, 8, len(jobs)))
