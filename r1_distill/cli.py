@@ -231,15 +231,16 @@ def filter_cmd(
 
 @app.command("chat")
 def chat_cmd(
-    model: Optional[list[str]] = typer.Option(None, "--model", help="A .gguf to serve in-process (repeat to offer several)."),
-    endpoint: Optional[list[str]] = typer.Option(None, "--endpoint",
+    model: Optional[list[str]] = typer.Option(None, "--model", metavar="FILE.gguf",
+                                              help="A .gguf to serve in-process (repeat to offer several)."),
+    endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", metavar="URL",
                                                  help="An OpenAI-compatible base URL, http://host:port/v1 (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address of the app."),
     port: int = typer.Option(7860, "--port"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable with the endpoint's key."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     share: bool = typer.Option(False, "--share", help="Create a public Gradio share link (off by default)."),
-    auth: Optional[str] = typer.Option(None, "--auth", help="Ask for a login: USER:PASSWORD, or a file of USER:PASSWORD lines."),
+    auth: Optional[str] = typer.Option(None, "--auth", metavar="USER:PASSWORD|FILE", help="Ask for a login: USER:PASSWORD, or a file of USER:PASSWORD lines."),
     window: bool = typer.Option(False, "--window", help="Open in a desktop window (pywebview); the browser if none can open."),
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Default max tokens per reply."),
     thinking_budget: int = typer.Option(0, "--thinking-budget", help="Default thinking budget in tokens (0: none)."),
@@ -258,9 +259,6 @@ def chat_cmd(
     config = ChatConfig(endpoints=endpoint or [], models=model or [], host=host, port=port, share=share,
                         open_browser=not no_browser, window=window, auth=parse_auth(auth), api_key=key,
                         settings=ChatSettings(max_tokens=max_tokens, thinking_budget=thinking_budget))
-    console.print(f"Chat app on http://{host}:{port}")
-    if config.public and not config.auth:
-        console.print("Anyone who can reach this address can use the model: add --auth USER:PASSWORD to ask for a login.")
     launch(config)
 
 
@@ -417,6 +415,10 @@ def demo_cmd(
     funnel = report["filter_funnel"]
     console.print(f"filter: kept {funnel['kept']} of {funnel['generated']} teacher traces; "
                   f"dropped first by {funnel['dropped_by_first_reason']}")
+    for name, c in report["compute"].items():
+        console.print(f"compute, {report['accuracy'][name]['label']}: teacher {c['teacher_tokens']:,} tokens "
+                      f"({c['teacher_sequences']:,} sequences), student trained on {c['student_tokens_trained']:,} "
+                      f"and sampled {c['student_tokens_sampled']:,} tokens")
     for name, ok in report["checks"].items():
         console.print(f"  {'[green]PASS[/green]' if ok else '[red]FAIL[/red]'} {name}")
     console.print(f"{report['total_seconds']:.0f} s of stage time; report: {Path(config.out) / 'report.json'}, "

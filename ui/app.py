@@ -215,6 +215,10 @@ def build_app(config: ChatConfig):
 def launch(config: ChatConfig) -> None:
     demo, choices = build_app(config)
     demo.queue(default_concurrency_limit=4)
+    print(f"Chat app on http://{config.host}:{config.port}", flush=True)
+    if config.public and not config.auth:
+        print("Anyone who can reach this address can use the model: add --auth USER:PASSWORD to ask for a login.",
+              flush=True)
     options = dict(server_name=config.host, server_port=config.port, share=config.share, auth=config.auth,
                    auth_message="r1-distill chat: sign in" if config.auth else None, show_error=True, quiet=True)
     try:
