@@ -129,10 +129,11 @@ def build_app(config: ChatConfig):
 
         def regenerate(history, temperature, top_p, max_tokens, model_choice, evt: gr.SelectData):
             value = str(evt.value or "")
-            if not value.startswith(REGENERATE):
+            budget = value[len(REGENERATE):]
+            if not (value.startswith(REGENERATE) and budget.isdigit()):  # option values come back from the browser
                 yield history, ""
                 return
-            yield from retry_last(history, temperature, top_p, max_tokens, int(value[len(REGENERATE):]), model_choice)
+            yield from retry_last(history, temperature, top_p, max_tokens, int(budget), model_choice)
 
         def switch_model(choice):
             try:
