@@ -37,7 +37,14 @@ def test_fast_demo_runs_every_stage_reruns_nothing_and_its_chat_command_works(tm
     state = json.loads((out / "state.json").read_text())
     assert list(state["stages"]) == STAGES
     assert set(report["accuracy"]) == {"teacher-sft", "teacher-grpo", "student-untrained", "student", "student-control",
-                                       "student-Q4_K_M"}
+                                       "student-onpolicy", "student-sft-onpolicy", "student-Q4_K_M"}
+    compute = report["compute"]
+    assert compute["student"]["teacher_sequences"] == 96 and compute["student"]["student_tokens_sampled"] == 0
+    assert compute["student-onpolicy"]["teacher_sequences"] > 0 and compute["student-onpolicy"]["student_tokens_sampled"] > 0
+    assert compute["student-sft-onpolicy"]["teacher_tokens"] == \
+        compute["student"]["teacher_tokens"] + report["student_sft_onpolicy"]["compute"]["teacher_tokens"]
+    assert {"onpolicy_matches_sft_pass@1", "onpolicy_uses_less_teacher_compute"} <= set(report["checks"])
+    assert "compute, student, on-policy distilled: teacher" in first.stdout
     assert all(0 <= a["pass@1"] <= 1 for a in report["accuracy"].values())
     assert report["filter_funnel"]["generated"] == 48 * 2 and set(report["stage_seconds"]) == set(STAGES) - {"report"}
     assert set(report["export"]["files"]) == {"Q8_0", "Q4_K_M"} and (out / "report.png").stat().st_size > 10_000

@@ -46,19 +46,26 @@ class DemoConfig:
     samples: int = 4  # K: teacher samples per prompt, and eval samples per problem
     keep_per_prompt: int = 1  # distinct problems teach a small student more than repeats of easy ones
     max_tokens: int = 96
+    # on-policy distillation (reverse KL on the student's own samples, scored by the GRPO teacher) on the
+    # prompts of the filtered traces: from the untrained student, and continuing the SFT student
+    onpolicy_epochs: float = 4
+    onpolicy_lr: float = 1e-3
+    sft_onpolicy_epochs: float = 1
+    sft_onpolicy_lr: float = 2e-4
 
     @classmethod
     def fast(cls, out: str = "runs/demo-fast", seed: int = 0) -> "DemoConfig":
         """The same stages at a size the test suite can afford (a few minutes on 2 cores)."""
         return cls(out=out, seed=seed, train_problems=600, prompt_problems=48, heldout_problems=24, sft_epochs=10,
-                   student_epochs=3, grpo_steps=4, grpo_generations=4, grpo_prompts_per_step=4, samples=2,
+                   student_epochs=3, onpolicy_epochs=1, grpo_steps=4, grpo_generations=4, grpo_prompts_per_step=4, samples=2,
                    teacher=DemoModelSpec(hidden_size=128, num_hidden_layers=2),
                    student=DemoModelSpec(hidden_size=64, num_hidden_layers=2, seed=1))
 
 
 STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teacher-grpo", "export-teacher",
-          "sample", "filter", "student-distill", "student-control", "eval-student-untrained", "eval-student",
-          "eval-control", "export-student", "eval-student-gguf", "report"]
+          "sample", "filter", "student-distill", "student-control", "student-onpolicy", "student-sft-onpolicy",
+          "eval-student-untrained", "eval-student", "eval-control", "eval-student-onpolicy", "eval-student-sft-onpolicy",
+          "export-student", "eval-student-gguf", "report"]
 
 
 class Demo:
@@ -134,7 +141,8 @@ class Demo:
                               learning_rate=self.config.sft_lr, epochs=epochs, max_length=256, effective_batch=16,
                               per_device_batch=16, save_steps=100_000, seed=self.config.seed, models_file=self.registry,
                               print_logs=False))
-        return {k: m[k] for k in ("trained_on", "steps", "first_loss", "final_loss", "train_runtime_s")}
+        return {**{k: m[k] for k in ("trained_on", "mean_tokens", "steps", "first_loss", "final_loss", "train_runtime_s")},
+                "epochs": epochs}
 
     def stage_teacher_sft(self) -> dict:
         return self._train("teacher-base", self.path("data", "cold_start.jsonl"), "teacher-sft", self.config.sft_epochs)
@@ -145,7 +153,8 @@ class Demo:
         s = evaluate(EvalConfig(model=model, bench=str(self.path("data", "heldout.jsonl")), out=str(self.path("eval", name)),
                                 samples=self.config.samples, max_tokens=self.config.max_tokens, seed=self.config.seed,
                                 batch_size=256, concurrency=8, models_file=self.registry))
-        return {k: s[k] for k in ("pass@1", "cons@K", "K", "problems", "truncation_rate", "mean_reasoning_tokens")}
+        return {k: s[k] for k in ("pass@1", "pass@1_stderr", "cons@K", "K", "problems", "truncation_rate",
+                                  "unclosed_thinking_rate", "mean_reasoning_tokens")}
 
     def stage_eval_teacher_sft(self) -> dict:
         return self._eval(str(self.path("models", "teacher-sft")), "teacher-sft")
@@ -212,6 +221,24 @@ class Demo:
         return self._train("student-base", self.path("filtered", "unfiltered_control.jsonl"), "student-control",
                            self.config.student_epochs)
 
+    def _onpolicy(self, student: str, out: str, epochs: float, learning_rate: float) -> dict:
+        from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
+
+        c = self.config
+        m = train_on_policy(OnPolicyConfig(
+            student=str(self.path("models", student)), teacher=str(self.path("models", "teacher-grpo")),
+            traces=str(self.path("filtered", "kept.jsonl")), out=str(self.path("models", out)), lmbda=1.0,
+            divergence="reverse", max_new_tokens=c.max_tokens, learning_rate=learning_rate, epochs=epochs, max_length=256,
+            effective_batch=16, per_device_batch=16, save_steps=100_000, seed=c.seed, models_file=self.registry,
+            print_logs=False))
+        return {k: m[k] for k in ("prompts", "steps", "first_loss", "final_loss", "train_runtime_s", "compute")}
+
+    def stage_student_onpolicy(self) -> dict:
+        return self._onpolicy("student-base", "student-onpolicy", self.config.onpolicy_epochs, self.config.onpolicy_lr)
+
+    def stage_student_sft_onpolicy(self) -> dict:
+        return self._onpolicy("student", "student-sft-onpolicy", self.config.sft_onpolicy_epochs, self.config.sft_onpolicy_lr)
+
     def stage_eval_student_untrained(self) -> dict:
         return self._eval(str(self.path("models", "student-base")), "student-untrained")
 
@@ -220,6 +247,12 @@ class Demo:
 
     def stage_eval_control(self) -> dict:
         return self._eval(str(self.path("models", "student-control")), "student-control")
+
+    def stage_eval_student_onpolicy(self) -> dict:
+        return self._eval(str(self.path("models", "student-onpolicy")), "student-onpolicy")
+
+    def stage_eval_student_sft_onpolicy(self) -> dict:
+        return self._eval(str(self.path("models", "student-sft-onpolicy")), "student-sft-onpolicy")
 
     def stage_export_student(self) -> dict:
         return self._export("student", "student", ["Q8_0", "Q4_K_M"])
