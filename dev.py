@@ -106,25 +106,58 @@ def ensure_chromium() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, stdout=subprocess.DEVNULL)
 
 
-WINDOW_PACKAGES = ["xvfb", "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0",
-                   "libxcb-render-util0", "libxcb-xinerama0", "libxkbcommon-x11-0"]
+# Debian's packages for the chat app's desktop-window test: Xvfb (the program), and the libraries Qt's xcb
+# plugin and Qt WebEngine load (the PyQt6 wheels bundle Qt itself, not these)
+WINDOW_PACKAGES = {
+    "xvfb": "Xvfb", "libxcb-cursor0": "xcb-cursor", "libxcb-icccm4": "xcb-icccm", "libxcb-keysyms1": "xcb-keysyms",
+    "libxcb-image0": "xcb-image", "libxcb-render-util0": "xcb-render-util", "libxcb-shape0": "xcb-shape",
+    "libxcb-xinerama0": "xcb-xinerama", "libxkbcommon-x11-0": "xkbcommon-x11", "libxkbfile1": "xkbfile",
+    "libnss3": "nss3", "libgbm1": "gbm", "libegl1": "EGL", "libgl1": "GL", "libxcomposite1": "Xcomposite",
+    "libxdamage1": "Xdamage", "libxrandr2": "Xrandr", "libxtst6": "Xtst", "libasound2": "asound",
+    "libfontconfig1": "fontconfig", "libdbus-1-3": "dbus-1", "libglib2.0-0": "glib-2.0", "libgssapi-krb5-2": "gssapi_krb5",
+}
+WINDOW_PIP = "pywebview[qt]>=5,<7"  # pyproject's [window] extra (about 530 MB of PyQt6 and Qt WebEngine wheels)
+
+
+def missing_window_packages() -> list[str]:
+    """The WINDOW_PACKAGES whose program or library is not found here (the test's fixture asks too)."""
+    import ctypes.util
+
+    return [package for package, needed in WINDOW_PACKAGES.items()
+            if not (shutil.which(needed) if package == "xvfb" else ctypes.util.find_library(needed))]
 
 
 def ensure_window_deps() -> None:
-    """Xvfb and the X libraries Qt's xcb plugin loads, for the chat app's desktop-window test (a few MB)."""
-    import ctypes.util
-
-    if shutil.which("Xvfb") and ctypes.util.find_library("xcb-icccm") and ctypes.util.find_library("xcb-cursor"):
+    """Xvfb and the system libraries Qt needs, for the chat app's desktop-window test (a few MB)."""
+    missing = missing_window_packages()
+    if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        log("Xvfb or Qt's X libraries missing and cannot be installed here: the desktop-window test will skip "
-            f"(sudo apt-get install -y {' '.join(WINDOW_PACKAGES)})")
+        log(f"desktop-window test will skip: {' '.join(missing)} missing and cannot be installed here "
+            f"(sudo apt-get install -y {' '.join(missing)})")
         return
-    log("installing Xvfb and Qt's X libraries for the desktop-window test")
+    log("installing Xvfb and Qt's system libraries for the desktop-window test")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *WINDOW_PACKAGES], env=env, check=False,
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ensure_window_extra() -> None:
+    """pywebview over Qt (the [window] extra) for the desktop-window test: tried once per pyproject/dev.py
+    version, apart from [dev], since not every machine has its wheels."""
+    stamp = VENV / ".r1-distill-window"
+    if stamp.exists() and stamp.read_text() == fingerprint():
+        return
+    check = "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['webview', 'PyQt6.QtWebEngineWidgets'])))"
+    if subprocess.run([str(PY), "-c", check], capture_output=True).returncode != 0:
+        log(f"installing {WINDOW_PIP} for the desktop-window test (about 530 MB)")
+        result = subprocess.run([str(PY), "-m", "pip", "install", "-q", WINDOW_PIP], capture_output=True, text=True)
+        if result.returncode != 0:
+            said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()] or ["no message"]
+            log(f"desktop-window test will skip: pip could not install {WINDOW_PIP} ({said[-1][-200:]})")
+    stamp.write_text(fingerprint())
 
 
 def ensure_bubblewrap() -> None:
@@ -148,6 +181,8 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     ensure_env()
     ensure_bubblewrap()
+    if command in ("setup", "test"):
+        ensure_window_extra()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if command == "setup":
         return 0
