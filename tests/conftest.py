@@ -196,12 +196,14 @@ class RecordingEndpoint:
 
 
 class ChatApp:
-    """`r1-distill chat` as a user starts it, on a free port, its saved data under `data_dir`."""
+    """`r1-distill chat` as a user starts it, on a free port, its saved data under `data_dir`; what it says on
+    stderr goes to a file there (a pipe nobody reads would stall it), read by stderr_text()."""
 
     def __init__(self, *args: str, port: int | None = None, data_dir: Path | None = None, env: dict | None = None,
                  stdout=None, host: str = "127.0.0.1", cwd: Path | None = None):
         import subprocess
         import sys
+        import tempfile
         import time
 
         import httpx
@@ -211,23 +213,38 @@ class ChatApp:
         env = {**os.environ, **(env or {})}
         if data_dir is not None:
             env["R1_DISTILL_CHAT_DIR"] = str(data_dir)
+        self.stderr_path = Path(data_dir or tempfile.mkdtemp()) / f"chat-app-{self.port}.stderr"
+        self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
+        self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", "chat", "--host", host, "--port", str(self.port),
-                                      "--no-browser", *args], stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      "--no-browser", *args], stdout=stdout or subprocess.DEVNULL, stderr=self._stderr,
                                      env=env, cwd=cwd)
         deadline = time.time() + 90
         while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"the chat app exited ({self.proc.returncode}): {self.stderr_text()}")
             try:
                 if httpx.get(self.url, timeout=2).status_code in (200, 401):
                     return
             except httpx.HTTPError:
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError("chat app did not start")
+        raise RuntimeError(f"the chat app did not start in 90 s: {self.stderr_text()}")
+
+    def stderr_text(self, chars: int = 2000) -> str:
+        return self.stderr_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
+        import subprocess
+
         self.proc.terminate()
-        self.proc.wait(timeout=15)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr.close()
 
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
