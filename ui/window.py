@@ -12,10 +12,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 SHOWN = "r1-window-shown:"
+APP_DRAWN = "#prompt textarea"  # the app's prompt box: Gradio's loading screen is a .gradio-container already
 FAILED = "r1-window-error:"
 
 
@@ -36,22 +38,24 @@ def open_window(url: str, title: str, storage: Path) -> Optional[str]:
     env = dict(os.environ)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Qt WebEngine's Chromium refuses root with its sandbox on
-    child = subprocess.Popen([sys.executable, "-m", "r1_distill.ui.window", url, title, str(storage)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    shown, failure = False, None
-    for line in child.stdout:
-        if line.startswith(SHOWN) and not shown:
-            shown = True
-            print(f"Desktop window open ({line[len(SHOWN):].strip()}): close it to quit", flush=True)
-        elif line.startswith(FAILED):
-            failure = line[len(FAILED):].strip()
-    stderr = child.stderr.read()
-    code = child.wait()
-    if shown:
+    # stderr to a file: Qt WebEngine logs a lot there, and a full pipe nobody reads would freeze the window
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "r1_distill.ui.window", url, title, str(storage)], env=env,
+                                 stdout=subprocess.PIPE, stderr=stderr, text=True)
+        shown, failure = False, None
+        for line in child.stdout:
+            if line.startswith(SHOWN) and not shown:
+                shown = True
+                print(f"Desktop window open ({line[len(SHOWN):].strip()}): close it to quit", flush=True)
+            elif line.startswith(FAILED):
+                failure = line[len(FAILED):].strip()
+        code = child.wait()
+        stderr.seek(0)
+        lines = [ln.strip() for ln in stderr.read().splitlines() if ln.strip()]
+    if shown or (code == 0 and not failure):  # closed by its user (maybe before the page had loaded)
         return None
     if failure:
         return f"no webview backend could start ({failure})"
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     telling = [ln for ln in lines if re.search(r"error|fail|could not|cannot", ln, re.I)] or lines
     said = telling[-1][-300:] if telling else "no message"
     return f"the window process exited with code {code} before showing the app ({said})"
@@ -82,9 +86,10 @@ def _run_window(url: str, title: str, storage: str) -> int:
         window = webview.create_window(title, url, width=1200, height=900, min_size=(640, 480))
 
         def loaded():
-            # Gradio renders after the load event: wait for its app to be on the page
-            for _ in range(120):
-                page_title = window.evaluate_js("document.querySelector('.gradio-container') ? document.title : ''")
+            # Gradio renders after the load event: wait for its app to be on the page, however long a busy
+            # machine takes, while the window is open
+            while not window.events.closed.is_set():
+                page_title = window.evaluate_js(f"document.querySelector('{APP_DRAWN}') ? document.title : ''")
                 if page_title:
                     print(f"{SHOWN} {webview.renderer}: {page_title}", flush=True)
                     return
@@ -101,4 +106,6 @@ def _run_window(url: str, title: str, storage: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_run_window(*sys.argv[1:4]))
+    code = _run_window(*sys.argv[1:4])
+    sys.stdout.flush()
+    os._exit(code)  # not waiting for a page check that the closed window left hanging
