@@ -64,3 +64,28 @@ def test_two_sessions_never_see_each_others_chat_settings_or_model(server, tiny_
     finally:
         app.stop()
         endpoint.stop()
+
+
+def test_a_model_server_a_turn_streams_from_is_never_stopped_for_another_pick(tiny_gguf, tmp_path):
+    import shutil
+
+    import httpx
+
+    from r1_distill.errors import UserError
+    from r1_distill.ui.models import ModelChoices
+
+    other = tmp_path / "other.gguf"
+    shutil.copy(tiny_gguf, other)
+    choices = ModelChoices([], [str(tiny_gguf), str(other)], public=False, search_dirs=[])
+    choices.pool.limit = 1
+    try:
+        with choices.turn(str(tiny_gguf)) as busy:  # loaded before the turn gets its address
+            assert httpx.get(busy.replace("/v1", "/health")).status_code == 200
+            with pytest.raises(UserError, match="answering other chats"):
+                choices.endpoint_for(str(other))
+            assert httpx.get(busy.replace("/v1", "/health")).status_code == 200
+        assert httpx.get(choices.endpoint_for(str(other)).replace("/v1", "/health")).status_code == 200
+        with pytest.raises(httpx.HTTPError):  # the idle one made room
+            httpx.get(busy.replace("/v1", "/health"))
+    finally:
+        choices.pool.stop_all()

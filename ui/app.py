@@ -106,12 +106,11 @@ def build_app(config: ChatConfig):
                 return
             settings = ChatSettings(float(temperature), float(top_p), int(max_tokens), int(budget))
             try:
-                endpoint = choices.endpoint_for(model_choice)
+                with choices.turn(model_choice) as endpoint:  # a GGUF's server stays up while this turn streams
+                    for h in respond(endpoint, config.api_key, message.strip(), history, settings):
+                        yield h, ""
             except UserError as exc:
                 yield [*(history or []), {"role": "user", "content": message.strip()}, note(str(exc))], ""
-                return
-            for h in respond(endpoint, config.api_key, message.strip(), history, settings):
-                yield h, ""
 
         def last_turn(history):
             history = list(history or [])

@@ -8,12 +8,18 @@ that list is refused here, whatever the page says.
 
 from __future__ import annotations
 
-import socket
 import threading
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from r1_distill.errors import UserError
+from r1_distill.serve.process import free_port
+
+READY_TIMEOUT_S = 600  # a big GGUF on a slow disk takes a while to load
+
 
 def is_url(choice: str) -> bool:
     return choice.startswith(("http://", "https://"))
@@ -27,12 +33,6 @@ def local_models(dirs: list[str]) -> list[str]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LocalServer:
     """r1-distill's server for a GGUF, in this process, on a free 127.0.0.1 port."""
 
@@ -43,12 +43,35 @@ class LocalServer:
 
         if not Path(gguf).is_file():
             raise UserError(f"model file {gguf} does not exist: pick a .gguf file that exists, or an http(s):// endpoint")
-        self.port = _free_port()
+        self.gguf = gguf
+        self.port = free_port()
         app = create_app(ServerConfig(model=gguf, port=self.port, parallel=2, ctx=ctx))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.ready = False
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until /health says the model is loaded; UserError when it failed or took longer than timeout_s."""
+        import httpx
+
+        if self.ready:
+            return
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and self.thread.is_alive():
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5)
+                if answer.status_code == 200:
+                    self.ready = True
+                    return
+                if answer.json().get("status") == "error":
+                    raise UserError(f"{self.gguf} did not load: {answer.json().get('error')}")
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        why = "its server stopped" if not self.thread.is_alive() else f"it was not loaded after {timeout_s:.0f} s"
+        raise UserError(f"the model {self.gguf} is not ready: {why}")
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -56,24 +79,42 @@ class LocalServer:
 
 
 class ModelPool:
-    """Local servers by GGUF path, started when first picked; the least recently used stops beyond `limit`."""
+    """Local servers by GGUF path, started when first picked. Beyond `limit` the least recently used
+    one that no turn is streaming from stops; when every one is busy, a new pick is refused."""
 
     def __init__(self, limit: int = 2):
         self.limit = limit
         self._servers: OrderedDict[str, LocalServer] = OrderedDict()
+        self._in_flight: Counter[str] = Counter()  # turns streaming from each server
         self._lock = threading.Lock()
 
-    def url_for(self, gguf: str) -> str:
+    def url_for(self, gguf: str, hold: bool = False) -> str:
+        """The server's base URL once its model is loaded; hold=True counts a turn in flight (release() it)."""
         key = str(Path(gguf).resolve())
         with self._lock:
-            if key in self._servers:
-                self._servers.move_to_end(key)
-                return self._servers[key].url
-            self._servers[key] = LocalServer(gguf)
-            while len(self._servers) > self.limit:
-                _, oldest = self._servers.popitem(last=False)
-                oldest.stop()
-            return self._servers[key].url
+            if key not in self._servers:
+                idle = [k for k in self._servers if not self._in_flight[k]]
+                if len(self._servers) >= self.limit and not idle:
+                    raise UserError(f"{self.limit} models are loaded and answering other chats: pick one of them, "
+                                    "or this one again once they are done")
+                self._servers[key] = LocalServer(gguf)
+                while len(self._servers) > self.limit:
+                    self._servers.pop(idle.pop(0)).stop()
+            self._servers.move_to_end(key)
+            server = self._servers[key]
+            if hold:
+                self._in_flight[key] += 1
+        try:
+            server.wait_ready()
+        except UserError:
+            if hold:
+                self.release(gguf)
+            raise
+        return server.url
+
+    def release(self, gguf: str) -> None:
+        with self._lock:
+            self._in_flight[str(Path(gguf).resolve())] -= 1
 
     def stop_all(self) -> None:
         with self._lock:
@@ -98,13 +139,28 @@ class ModelChoices:
     def default(self) -> str:
         return self.offered[0]
 
-    def endpoint_for(self, choice: str | None) -> str:
-        """The base URL to send a session's turn to; UserError for a choice this app does not allow."""
+    def _checked(self, choice: str | None) -> str:
         choice = (choice or "").strip() or self.default
         if self.public and choice not in self.offered:
             raise UserError(f"{choice} is not offered by this app: pick one of the listed models")
-        if is_url(choice):
-            return choice
-        if not choice.endswith(".gguf"):
+        if not (is_url(choice) or choice.endswith(".gguf")):
             raise UserError(f"{choice} is neither a .gguf file nor an http(s):// endpoint")
-        return self.pool.url_for(choice)
+        return choice
+
+    def endpoint_for(self, choice: str | None) -> str:
+        """The base URL for a choice (a GGUF's server started and loaded); UserError for one this app does not allow."""
+        choice = self._checked(choice)
+        return choice if is_url(choice) else self.pool.url_for(choice)
+
+    @contextmanager
+    def turn(self, choice: str | None) -> Iterator[str]:
+        """endpoint_for() for one turn: a GGUF's server is not stopped while the turn streams from it."""
+        choice = self._checked(choice)
+        if is_url(choice):
+            yield choice
+            return
+        url = self.pool.url_for(choice, hold=True)
+        try:
+            yield url
+        finally:
+            self.pool.release(choice)
