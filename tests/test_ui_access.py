@@ -1,6 +1,11 @@
 """Shared with others: a non-local --host asks for the --auth login and offers only the models the
 command line named, refusing any other a client sends; bad --auth values get one clear line."""
 
+import os
+import socket
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -17,18 +22,40 @@ def test_auth_values(tmp_path):
     logins = tmp_path / "logins.txt"
     logins.write_text("# people\nalice:one\n\nbob:two\n")
     assert parse_auth(str(logins)) == [("alice", "one"), ("bob", "two")]
-    logins.write_text("alice:one\nbob:\n")
+    logins.write_text("alice:one\nbobsecretpw\n")
     with pytest.raises(UserError, match="entry 2 is not USER:PASSWORD") as bad:
         parse_auth(str(logins))
-    assert "one" not in str(bad.value)  # passwords are never echoed
-    with pytest.raises(UserError, match="give USER:PASSWORD"):
-        parse_auth("alice")
+    assert "bobsecretpw" not in str(bad.value)  # what may be a password is never echoed
+    with pytest.raises(UserError, match="the value has no ':'") as bad:
+        parse_auth("bobsecretpw")
+    assert "bobsecretpw" not in str(bad.value)
 
 
 def test_bad_auth_is_one_line_and_exit_2(capsys):
-    assert main(["chat", "--endpoint", "http://127.0.0.1:9/v1", "--auth", "nobody"]) == 2
+    assert main(["chat", "--endpoint", "http://127.0.0.1:9/v1", "--auth", "bobsecretpw"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: --auth nobody: give USER:PASSWORD") and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("error: --auth: the value has no ':'") and "Traceback" not in err
+    assert "bobsecretpw" not in err
+
+
+def test_busy_port_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "r1_distill", "chat", "--endpoint", "http://127.0.0.1:9/v1",
+                               "--port", str(port), "--no-browser"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "R1_DISTILL_CHAT_DIR": str(tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: port {port} is in use on 127.0.0.1: pass --port") and \
+        done.stderr.count("\n") == 1, done.stderr
+    assert "Chat app on" not in done.stdout
+
+
+def test_host_not_of_this_machine_is_one_line_and_exit_2(capsys):
+    assert main(["chat", "--endpoint", "http://127.0.0.1:9/v1", "--host", "192.0.2.1", "--no-browser"]) == 2
+    err = capsys.readouterr().err  # 192.0.2.1: an address set apart for documentation, nobody's
+    assert err.count("\n") == 1 and err.startswith("error: --host 192.0.2.1 is not an address of this machine"), err
 
 
 def test_shared_app_asks_for_login_and_offers_only_the_named_model(server, tmp_path):

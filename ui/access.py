@@ -28,7 +28,9 @@ def parse_auth(value: Optional[str]) -> Optional[list[tuple[str, str]]]:
     elif ":" in value:
         entries, where = [value], "--auth"
     else:
-        raise UserError(f"--auth {value}: give USER:PASSWORD, or a file that exists with one USER:PASSWORD a line")
+        # not echoed: a colon-less value may be a password typed without its user
+        raise UserError("--auth: the value has no ':' and is not a file: give USER:PASSWORD, "
+                        "or a file with one USER:PASSWORD a line")
     logins = []
     for number, entry in enumerate(entries, start=1):
         user, _, password = entry.partition(":")

@@ -12,6 +12,7 @@ are shared.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import webbrowser
 from dataclasses import dataclass, field
@@ -213,28 +214,42 @@ def build_app(config: ChatConfig):
 
 
 def launch(config: ChatConfig) -> None:
+    check_host(config.host)  # before a model is loaded
     demo, choices = build_app(config)
     demo.queue(default_concurrency_limit=4)
-    print(f"Chat app on http://{config.host}:{config.port}", flush=True)
-    if config.public and not config.auth:
-        print("Anyone who can reach this address can use the model: add --auth USER:PASSWORD to ask for a login.",
-              flush=True)
     options = dict(server_name=config.host, server_port=config.port, share=config.share, auth=config.auth,
                    auth_message="r1-distill chat: sign in" if config.auth else None, show_error=True, quiet=True)
     try:
-        if not config.window:
-            demo.launch(inbrowser=config.open_browser, **options)
-            return
-        demo.launch(inbrowser=False, prevent_thread_lock=True, **options)
-        url = demo.local_url
-        reason = open_window(url, TITLE, saved_chats.chat_data_dir() / "window")
-        if reason is None:  # the window was closed: so is the app
-            demo.close()
-            return
-        where = "opening it in the browser" if config.open_browser else "open it in a browser"
-        print(f"No desktop window: {reason}. The app is at {url}: {where}.", flush=True)
-        if config.open_browser:
-            webbrowser.open(url)
+        try:
+            demo.launch(inbrowser=config.open_browser and not config.window, prevent_thread_lock=True, **options)
+        except OSError:
+            raise UserError(f"port {config.port} is in use on {config.host}: pass --port with a free one "
+                            "(or stop what listens there)") from None
+        print(f"Chat app on http://{config.host}:{config.port}", flush=True)
+        if config.public and not config.auth:
+            print("Anyone who can reach this address can use the model: add --auth USER:PASSWORD to ask for a login.",
+                  flush=True)
+        if config.window:
+            url = demo.local_url
+            reason = open_window(url, TITLE, saved_chats.chat_data_dir() / "window")
+            if reason is None:  # the window was closed: so is the app
+                demo.close()
+                return
+            where = "opening it in the browser" if config.open_browser else "open it in a browser"
+            print(f"No desktop window: {reason}. The app is at {url}: {where}.", flush=True)
+            if config.open_browser:
+                webbrowser.open(url)
         demo.block_thread()
     finally:
         choices.pool.stop_all()
+
+
+def check_host(host: str) -> None:
+    """UserError unless the app can listen on `host` (an address of this machine)."""
+    try:
+        family = socket.getaddrinfo(host, None)[0][0]
+        with socket.socket(family) as s:
+            s.bind((host, 0))
+    except OSError:
+        raise UserError(f"--host {host} is not an address of this machine: pass --host 127.0.0.1 (this machine "
+                        "only) or --host 0.0.0.0 (every network it is on)") from None
