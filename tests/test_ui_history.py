@@ -4,6 +4,7 @@ list, renamed and deleted (real Chromium; screenshots in test-artifacts/)."""
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ChatApp
 from r1_distill.errors import UserError
@@ -32,6 +33,19 @@ def test_store_keeps_each_browser_apart_newest_first_and_renames_stick(tmp_path)
         store.save("../../etc", None, messages)
 
 
+def test_store_refuses_ids_it_did_not_make_and_conversations_too_big(tmp_path, monkeypatch):
+    store = history.ConversationStore(tmp_path)
+    me = history.new_id()
+    assert store.load("../../etc", me) is None and store.load(me, "passwd") is None  # what a browser sent: no error
+    with pytest.raises(UserError, match="not one this app made"):
+        store.delete(me, "../x")
+    monkeypatch.setattr(history, "MAX_SAVED_BYTES", 1000)
+    kept = store.save(me, None, [{"role": "user", "content": "short"}])
+    with pytest.raises(UserError, match="no longer saved"):
+        store.save(me, kept, [{"role": "user", "content": "short"}, {"role": "assistant", "content": "x" * 2000}])
+    assert store.load(me, kept)["messages"] == [{"role": "user", "content": "short"}]
+
+
 def test_browser_secret_outlives_the_app(tmp_path, monkeypatch):
     monkeypatch.setenv("R1_DISTILL_CHAT_DIR", str(tmp_path))
     secret = history.browser_secret()
@@ -40,6 +54,17 @@ def test_browser_secret_outlives_the_app(tmp_path, monkeypatch):
 
 def _list(page) -> str:
     return page.locator("#history").inner_text()
+
+
+def _bare(text: str) -> str:
+    return "".join(text.split())  # a reopened answer may be drawn with other line breaks
+
+
+def _until(check, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while not check() and time.time() < deadline:
+        time.sleep(0.2)
+    return check()
 
 
 def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(server, chromium, artifacts_dir, tmp_path):
@@ -60,8 +85,7 @@ def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(serv
         assert "Remember the number 42" not in page.locator("#chat").inner_text()  # a new chat, the old one listed
         page.locator("#history").get_by_text("Remember the number 42").click()
         page.locator("#chat").get_by_text("Remember the number 42").wait_for(timeout=10_000)
-        time.sleep(0.5)
-        assert answer and answer in page.locator("#chat").inner_text()
+        assert answer and _until(lambda: _bare(answer) in _bare(page.locator("#chat").inner_text()), 10)
         assert "Thought for" in page.locator("#chat").inner_text()
         page.screenshot(path=str(artifacts_dir / "ui-history-reopened.png"), full_page=True)
 
@@ -71,9 +95,13 @@ def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(serv
         page.locator("#history").get_by_text("The answer chat").wait_for(timeout=10_000)
 
         app.stop()  # a new process, a new Gradio: the same saved list on the same address
+        (browser_id,) = [d.name for d in (tmp_path / "conversations").iterdir()]
+        history.ConversationStore(tmp_path / "conversations").save(
+            browser_id, None, [{"role": "user", "content": "Keep this one"}])  # still listed after the delete below
         app = ChatApp(*args, port=app.port, data_dir=tmp_path)
         page.reload()
         page.locator("#history").get_by_text("The answer chat").wait_for(timeout=30_000)
+        page.locator("#history").get_by_text("Keep this one").wait_for(timeout=10_000)
         assert "Remember the number 42" not in _list(page)
         page.locator("#history").get_by_text("The answer chat").click()
         page.locator("#chat").get_by_text("Remember the number 42").wait_for(timeout=10_000)
@@ -81,11 +109,10 @@ def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(serv
 
         page.locator("#manage").get_by_text("Rename or delete").click()
         page.locator("#delete").click()
-        time.sleep(1.0)
-        assert "The answer chat" not in _list(page) and "Remember" not in page.locator("#chat").inner_text()
+        expect(page.locator("#history")).not_to_contain_text("The answer chat", timeout=10_000)
+        assert "Keep this one" in _list(page) and "Remember" not in page.locator("#chat").inner_text()
         page.reload()
-        page.locator("#history").wait_for(timeout=30_000)
-        time.sleep(1.0)
+        page.locator("#history").get_by_text("Keep this one").wait_for(timeout=30_000)  # the list is drawn
         assert "The answer chat" not in _list(page)
     finally:
         app.stop()

@@ -60,8 +60,9 @@ def build_app(config: ChatConfig):
     if config.models:
         choices.endpoint_for(config.models[0])  # load it now, not on the first message
     default_choice = choices.default
+    exports = tempfile.TemporaryDirectory(prefix="r1-distill-chat-exports-")  # removed when the app exits
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         browser = gr.BrowserState("", storage_key=saved_chats.STORAGE_KEY, secret=saved_chats.browser_secret())
         conversation_id = gr.State(None)
         with gr.Row():
@@ -159,7 +160,7 @@ def build_app(config: ChatConfig):
             return conversation, listed(browser_id, conversation)
 
         def reopen(picked, browser_id):
-            record = store.load(browser_id, picked) if saved_chats.is_id(picked) else None
+            record = store.load(browser_id, picked)
             if record is None:
                 gr.Warning("That conversation is no longer saved.")
                 return None, [], "", listed(browser_id)
@@ -173,11 +174,14 @@ def build_app(config: ChatConfig):
             return listed(browser_id, conversation)
 
         def delete_current(conversation, browser_id):
-            store.delete(browser_id, conversation)
+            try:
+                store.delete(browser_id, conversation)
+            except UserError as exc:
+                gr.Warning(str(exc))
             return None, listed(browser_id), [], ""
 
         def export(history, kind):
-            path = Path(tempfile.mkdtemp()) / f"conversation.{kind}"
+            path = Path(exports.name) / saved_chats.new_id() / f"conversation.{kind}"  # Gradio serves a copy
             write_text_atomic(path, saved_chats.to_markdown(history) if kind == "md" else saved_chats.to_json(history))
             return gr.File(value=str(path), visible=True)
 

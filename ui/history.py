@@ -1,10 +1,11 @@
 """Saved conversations: one JSON file each on the machine that runs the app, in a folder per browser.
 
-A browser is known by a random id kept in its localStorage (a gr.BrowserState), so each browser
-lists only its own conversations: other people never see them, and tabs of one browser share them
-without overwriting each other (each save writes one file, atomically). Gradio encrypts what it
-keeps in localStorage with a secret that must stay the same across restarts, or the id is lost:
-`browser_secret()` keeps one in the chat data folder.
+A browser is known by a random 128-bit id kept in its localStorage (a gr.BrowserState), so each
+browser lists only its own conversations: other people never see them, and tabs of one browser share
+them without overwriting each other (each save writes one file, atomically). That id is what keeps a
+list private: whoever has it can open the list. Gradio encrypts what it keeps in localStorage with a
+secret that it also sends to the page, so the secret hides nothing; it only has to stay the same
+across restarts, or the id is lost: `browser_secret()` keeps one in the chat data folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from r1_distill.files import write_json_atomic, write_text_atomic
 from .chat import message_text
 
 TITLE_CHARS = 60
+MAX_SAVED_BYTES = 4 << 20  # one saved conversation's file
 STORAGE_KEY = "r1-distill-chat-browser"
 _ID = re.compile(r"[0-9a-f]{32}")  # browser and conversation ids: what a browser sends is checked against it
 
@@ -40,8 +42,10 @@ def browser_secret() -> str:
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()
     secret = secrets.token_urlsafe(24)
-    write_text_atomic(path, secret + "\n")
-    path.chmod(0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # an empty one, left by a crash
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(secret + "\n")
     return secret
 
 
@@ -73,7 +77,8 @@ class ConversationStore:
         return self.root / browser / f"{conversation}.json"
 
     def load(self, browser: str, conversation: Optional[str]) -> Optional[dict]:
-        if not conversation:
+        """The saved conversation; None when there is none (or an id is not one this app made)."""
+        if not (is_id(browser) and is_id(conversation)):
             return None
         try:
             return json.loads(self._path(browser, conversation).read_text(encoding="utf-8"))
@@ -96,11 +101,16 @@ class ConversationStore:
         if not messages:
             return conversation
         conversation = conversation if is_id(conversation) else new_id()
+        path = self._path(browser, conversation)
         old = self.load(browser, conversation) or {}
         renamed = bool(old.get("renamed"))
-        write_json_atomic(self._path(browser, conversation), {
-            "id": conversation, "title": old["title"] if renamed else default_title(messages), "renamed": renamed,
-            "updated": time.time(), "messages": messages})
+        text = json.dumps({"id": conversation, "title": old["title"] if renamed else default_title(messages),
+                           "renamed": renamed, "updated": time.time(), "messages": messages},
+                          indent=2, ensure_ascii=False, default=str) + "\n"
+        if len(text.encode("utf-8")) > MAX_SAVED_BYTES:  # a visitor must not be able to fill the disk
+            raise UserError(f"this conversation is over {MAX_SAVED_BYTES >> 20} MB and is no longer saved: "
+                            "export it, and start a new chat")
+        write_text_atomic(path, text)
         return conversation
 
     def rename(self, browser: str, conversation: Optional[str], title: str) -> None:
