@@ -61,7 +61,7 @@ def message_text(message: dict) -> str:
 def is_turn(message: dict) -> bool:
     """A user message or a final answer: not thinking, not a note."""
     meta = message.get("metadata") or {}
-    if meta.get("title") or meta.get("r1_error") or str(meta.get("id") or "").startswith(NOTE_ID):
+    if meta.get("title") or str(meta.get("id") or "").startswith(NOTE_ID):
         return False
     return message.get("role") in ("user", "assistant")
 
