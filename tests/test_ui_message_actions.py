@@ -15,11 +15,16 @@ def _loose(text: str) -> str:
 
 
 def _copied(page, row) -> str:
+    """What the message's copy button puts on the clipboard (the clipboard is cleared first)."""
+    page.evaluate("navigator.clipboard.writeText('')")
     row.hover()
     buttons = row.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]")  # under the message
     buttons.get_by_label("Copy message").click()
-    time.sleep(0.3)
-    return page.evaluate("navigator.clipboard.readText()")
+    deadline = time.time() + 10
+    while not (text := page.evaluate("navigator.clipboard.readText()")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert text, "the copy button put nothing on the clipboard"
+    return text
 
 
 def test_copy_buttons_and_regenerate_with_another_budget(server, chromium, artifacts_dir, tmp_path):

@@ -11,8 +11,14 @@ pytestmark = pytest.mark.slow
 
 
 def _send(page, text: str) -> None:
+    _mark_old_options(page)
     page.locator("#prompt textarea").fill(text)
     page.locator("#send").click()
+
+
+def _mark_old_options(page) -> None:
+    """Marks the regenerate options on the page now: _wait_done waits for new ones."""
+    page.evaluate("document.querySelectorAll('#chat .options .option').forEach(o => o.dataset.old = '1')")
 
 
 def _wait_requests(endpoint: RecordingEndpoint, count: int) -> list[dict]:
@@ -23,12 +29,12 @@ def _wait_requests(endpoint: RecordingEndpoint, count: int) -> list[dict]:
     return endpoint.chat_requests()
 
 
-def _wait_done(page, turns: int) -> None:
-    """A finished turn offers to regenerate under its answer; the count of thoughts says how many finished."""
-    page.locator("#chat .options .option").first.wait_for(timeout=60_000)
-    deadline = time.time() + 60
-    while page.locator("#chat .thought-group").count() < turns and time.time() < deadline:
-        time.sleep(0.2)
+def _wait_done(page, thoughts: int) -> None:
+    """The turn sent since _mark_old_options is done: it offers to regenerate under its answer (a turn
+    removes the old options when it starts, so a finished one shows new ones), with `thoughts` thoughts on the page."""
+    page.locator("#chat .options .option:not([data-old])").first.wait_for(timeout=60_000)
+    assert page.locator("#chat .options .option[data-old]").count() == 0
+    assert page.locator("#chat .thought-group").count() == thoughts
 
 
 def test_endpoint_gets_only_real_turns_after_an_error_and_a_retry(server, chromium, artifacts_dir, tmp_path):
@@ -50,9 +56,11 @@ def test_endpoint_gets_only_real_turns_after_an_error_and_a_retry(server, chromi
         _send(page, "Third question")  # the error note is still on screen, above this turn
         _wait_done(page, 2)
         after_error = _wait_requests(endpoint, 2)[-1]["messages"]
+        _mark_old_options(page)
+        assert page.locator("#chat .options .option[data-old]").count() > 0  # the third turn's, marked
         page.locator("#retry").click()
         _wait_requests(endpoint, 3)
-        _wait_done(page, 2)
+        _wait_done(page, 2)  # the retried turn replaced the third one
         page.screenshot(path=str(artifacts_dir / "ui-request-after-retry.png"), full_page=True)
         retried = endpoint.chat_requests()[-1]["messages"]
         assert "Cannot reach the model" in page.locator("#chat").inner_text()
