@@ -46,7 +46,7 @@ def distillation_compute(stages: dict, sampling: dict) -> dict:
 
 def _not_worse(a: dict, b: dict) -> bool:
     """pass@1 of a within two standard errors (of the difference) below b's, or above it."""
-    se = (a.get("pass@1_stderr", 0.0) ** 2 + b.get("pass@1_stderr", 0.0) ** 2) ** 0.5
+    se = ((a.get("pass@1_stderr") or 0.0) ** 2 + (b.get("pass@1_stderr") or 0.0) ** 2) ** 0.5
     return a["pass@1"] >= b["pass@1"] - 2 * se
 
 
@@ -64,8 +64,9 @@ def write_report(out: Path, state: dict) -> dict:
         "student_beats_unfiltered_control": p["student"] > p["student-control"],
         "q4_k_m_within_5_points_of_hf_student": abs(p["student-Q4_K_M"] - p["student"]) <= 0.05,
         # on-policy distillation's claim (GKD; Qwen3): SFT's accuracy for less compute; and SFT then on-policy helps
-        "onpolicy_matches_sft_pass@1": _not_worse(accuracy["student-onpolicy"], accuracy["student"]),
-        "onpolicy_uses_less_teacher_compute": compute["student-onpolicy"]["teacher_tokens"] < compute["student"]["teacher_tokens"],
+        "onpolicy_matches_sft_with_less_teacher_compute": (
+            _not_worse(accuracy["student-onpolicy"], accuracy["student"])
+            and compute["student-onpolicy"]["teacher_tokens"] < compute["student"]["teacher_tokens"]),
         "sft_then_onpolicy_not_below_sft": _not_worse(accuracy["student-sft-onpolicy"], accuracy["student"]),
     }
     filt = stages["filter"]
@@ -81,6 +82,12 @@ def write_report(out: Path, state: dict) -> dict:
         "student_distill": stages["student-distill"], "student_control": stages["student-control"],
         "student_onpolicy": stages["student-onpolicy"], "student_sft_onpolicy": stages["student-sft-onpolicy"],
         "compute": compute,
+        "onpolicy_vs_sft": {
+            "pass@1": {"on-policy": p["student-onpolicy"], "sft": p["student"], "sft then on-policy": p["student-sft-onpolicy"]},
+            "teacher_tokens_ratio": round(compute["student-onpolicy"]["teacher_tokens"] / compute["student"]["teacher_tokens"], 3),
+            "student_tokens_ratio": round((compute["student-onpolicy"]["student_tokens_trained"]
+                                           + compute["student-onpolicy"]["student_tokens_sampled"])
+                                          / compute["student"]["student_tokens_trained"], 3)},
         "export": stages["export-student"],
         "stage_seconds": {name: s["seconds"] for name, s in stages.items()},
         "total_seconds": round(sum(s["seconds"] for name, s in stages.items()), 1),
