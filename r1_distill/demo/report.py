@@ -134,12 +134,14 @@ def _plot(out: Path, report: dict) -> None:
     ax = axes[1][0]
     for folder, label in (("teacher-sft", "teacher cold-start SFT"), ("student", "student (filtered)"),
                           ("student-control", "student (unfiltered control)"),
-                          ("student-onpolicy", "student on-policy (reverse KL)"),
-                          ("student-sft-onpolicy", "student SFT then on-policy (reverse KL)")):
+                          ("student-onpolicy", f"student on-policy ({report['student_onpolicy'].get('divergence', '')})"),
+                          ("student-sft-onpolicy",
+                           f"student SFT then on-policy ({report['student_sft_onpolicy'].get('divergence', '')})")):
         points = [(h["step"], h["loss"]) for h in _history(out / "models" / folder / "log_history.json") if "loss" in h]
         if points:
             ax.plot(*zip(*points), label=label)
-    ax.set(title="Distillation loss (SFT: cross-entropy; on-policy: reverse KL)", xlabel="step", ylabel="loss", yscale="log")
+    ax.set(title="Distillation loss (SFT: cross-entropy; on-policy: the divergence)", xlabel="step", ylabel="loss",
+           yscale="log")
     ax.legend()
 
     ax = axes[1][1]
