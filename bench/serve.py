@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from r1_distill.files import cache_root  # noqa: E402
+from r1_distill.serve.process import stop_process  # noqa: E402
 from r1_distill.tiny import TinySpec, build_tiny_model  # noqa: E402
 
 QWEN25_15B = TinySpec(architecture="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -176,12 +177,7 @@ class LlamaServer:
         raise RuntimeError("llama-server did not come up")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

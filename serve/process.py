@@ -20,6 +20,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `grace_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class ServerProcess:
     def __init__(self, model: str | Path, *extra: str, port: int | None = None, models_file: str | None = None,
                  log: str | Path | None = None, timeout_s: float = 120):
@@ -48,12 +58,7 @@ class ServerProcess:
         raise UserError(f"the server did not become healthy in {timeout_s:.0f} s; see {self.log_path}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
     def __enter__(self) -> "ServerProcess":

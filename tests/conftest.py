@@ -236,14 +236,9 @@ class ChatApp:
         return self.stderr_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        import subprocess
+        from r1_distill.serve.process import stop_process
 
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._stderr.close()
 
 
