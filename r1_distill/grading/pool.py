@@ -82,6 +82,7 @@ def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
             return
         if chunk is None:
             return
+        answers = []
         for position, (job_id, payload, steps) in enumerate(chunk):
             results, seconds = [], []
             cpu_started = time.process_time()
@@ -95,12 +96,13 @@ def _worker_main(conn, progress, memory_mb: Optional[int]) -> None:
                     result = Failure(f"{step.name} raised {type(exc).__name__}: {str(exc)[:200]}")
                 results.append(result)
                 seconds.append(time.monotonic() - started)
-            conn.send((job_id, results, seconds, time.process_time() - cpu_started))  # one message a job
+            answers.append((job_id, results, seconds, time.process_time() - cpu_started))
+        conn.send(answers)  # one message a chunk: a kill loses the chunk's answers, so chunks stay short
 
 
 class _Worker:
-    """One process; it is sent a chunk of jobs at a time (one message, so a fast check is not
-    dominated by the round trip) and answers each job as it finishes."""
+    """One process; it is sent a chunk of jobs at a time and answers the chunk in one message, so a
+    fast check is not dominated by the round trip."""
 
     def __init__(self, ctx, memory_mb: Optional[int]):
         self.conn, child = ctx.Pipe()
@@ -154,6 +156,7 @@ class GradingPool:
         self.killed = 0  # workers killed for running past a limit, or found dead
         self.seconds: list[dict[str, float]] = []  # the last run's wall time per job and step
         self.cpu_seconds = 0.0
+        self._job_s: Optional[float] = None  # running mean of a job's wall seconds, for the chunk size
 
     def _ensure(self) -> None:
         self._workers = [w for w in self._workers if w.proc.is_alive()]
@@ -175,8 +178,13 @@ class GradingPool:
         queue = deque(groups.values())  # groups not yet begun; a worker drains its own group first
         if not queue:
             return results
-        # a few jobs a message while many are left, one at a time at the tail, so no worker waits on another
-        chunk_size = max(1, min(16, sum(map(len, queue)) // (self.size * 8)))
+        def chunk_size() -> int:
+            """About 20 ms of work a message once the jobs' cost is known, fewer near the end so that
+            no worker waits on another, one at a time for slow jobs (a kill reruns the whole chunk)."""
+            by_cost = 4 if self._job_s is None else int(0.02 / max(self._job_s, 1e-4))
+            left = sum(map(len, queue)) + sum(len(w.group) for w in self._workers)
+            return max(1, min(16, by_cost, left // (self.size * 4)))
+
         self._ensure()
         idle = deque(self._workers)
         for worker in idle:
@@ -184,28 +192,31 @@ class GradingPool:
         busy: dict[Any, _Worker] = {}
 
         def next_chunk(worker: _Worker) -> list:
-            chunk = []
-            while len(chunk) < chunk_size and (worker.group or queue):
+            chunk, size = [], chunk_size()
+            while len(chunk) < size and (worker.group or queue):
                 if not worker.group:
                     worker.group = queue.popleft()
                 chunk.append(worker.group.popleft())
             if chunk:
                 return chunk
             donor = max(self._workers, key=lambda w: len(w.group))  # the tail: take from the longest group
-            return [donor.group.pop() for _ in range(min(chunk_size, (len(donor.group) + 1) // 2))]
+            return [donor.group.pop() for _ in range(min(size, (len(donor.group) + 1) // 2))]
 
         def receive(worker: _Worker) -> bool:
-            """Read one answer; False when the worker is gone."""
+            """Read the chunk's answers; False when the worker is gone."""
             try:
-                job_id, step_results, step_seconds, cpu = worker.conn.recv()
+                answers = worker.conn.recv()
             except (EOFError, OSError):
                 return False
-            self.cpu_seconds += cpu
-            steps = dict(worker.chunk).pop(job_id)
-            for step, result, seconds in zip(steps, step_results, step_seconds):
-                results[job_id][step.name] = result
-                self.seconds[job_id][step.name] = seconds
-            worker.chunk = [(i, s) for i, s in worker.chunk if i != job_id]
+            steps_of = dict(worker.chunk)
+            for job_id, step_results, step_seconds, cpu in answers:
+                self.cpu_seconds += cpu
+                for step, result, seconds in zip(steps_of[job_id], step_results, step_seconds):
+                    results[job_id][step.name] = result
+                    self.seconds[job_id][step.name] = seconds
+                job_s = sum(step_seconds)
+                self._job_s = job_s if self._job_s is None else 0.8 * self._job_s + 0.2 * job_s
+            worker.chunk = []
             return True
 
         while queue or busy or any(w.group for w in self._workers):
@@ -228,18 +239,14 @@ class GradingPool:
                     del busy[conn]
                     idle.append(self._replace(worker))
                     continue
-                while worker.chunk and conn.poll():
-                    if not receive(worker):
-                        break
-                if not worker.chunk:
-                    del busy[conn]
-                    idle.append(worker)
+                del busy[conn]
+                idle.append(worker)
             now = time.monotonic()
             for conn, worker in list(busy.items()):
-                if worker.chunk and now >= worker.deadline:
-                    while conn.poll() and receive(worker) and worker.chunk:  # answers already sent are kept
-                        pass
-                    if not worker.chunk:
+                if now >= worker.deadline:
+                    if conn.poll() and receive(worker):  # it answered just now
+                        del busy[conn]
+                        idle.append(worker)
                         continue
                     _, steps, step = worker.running()
                     self._fail(worker, results, f"{steps[step].name} timed out after {steps[step].timeout_s:g} s (hard limit)")
