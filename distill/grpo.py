@@ -128,7 +128,7 @@ def grpo(config: GRPORunConfig) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
-    from r1_distill.distill.train import lora_config, resume_checkpoint, save_trained_model
+    from r1_distill.distill.train import checkpointing_arg, lora_config, resume_checkpoint, save_trained_model
     from r1_distill.registry import load_registry, read_template
 
     if config.template not in ("chat", "r1-zero"):
@@ -173,7 +173,7 @@ def grpo(config: GRPORunConfig) -> dict:
         report_to="none", seed=config.seed, use_vllm=use_vllm,
         vllm_mode="server" if config.vllm_server else "colocate",
         **({"vllm_server_base_url": config.vllm_server} if config.vllm_server else {}),
-        gradient_checkpointing=cuda, lr_scheduler_type="constant", warmup_steps=0,
+        **checkpointing_arg(cuda), lr_scheduler_type="constant", warmup_steps=0,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config)

@@ -264,8 +264,8 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
 
     from r1_distill.chat_format import prepare_model, prepare_tokenizer
     from r1_distill.distill.console import keep_bar_only
-    from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, resolve_student, resume_checkpoint,
-                                          save_trained_model, prepared_tokenizer)
+    from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, checkpointing_arg, prepared_tokenizer,
+                                          resolve_student, resume_checkpoint, save_trained_model)
     from r1_distill.files import write_text_atomic
     from r1_distill.manifest import file_digest, write_manifest
     from r1_distill.registry import load_registry, read_template
@@ -311,8 +311,9 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                   per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
                   lr_scheduler_type="constant", warmup_steps=0, save_strategy="steps", save_steps=config.save_steps,
                   save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none", seed=config.seed,
-                  gradient_checkpointing=checkpointing, temperature=config.temperature, beta=beta)
+                  **checkpointing_arg(checkpointing), temperature=config.temperature, beta=beta)
 
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
     if teacher.kind == "local":
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 

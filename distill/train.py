@@ -235,8 +235,8 @@ def train(config: TrainConfig) -> dict:
         gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
         weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=logging_steps,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none",
-        gradient_checkpointing=checkpointing, use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
-        eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token, dataset_num_proc=None,
+        **checkpointing_arg(checkpointing), use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
+        eos_token=tokenizer.eos_token, dataset_num_proc=None,
         padding_free=padding_free,
         train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
     )
@@ -316,6 +316,17 @@ def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=
         tokenizer.save_pretrained(out)
         carry_tokenizer_files(source, out)
     trainer.accelerator.wait_for_everyone()
+
+
+def checkpointing_arg(enabled: bool) -> dict:
+    """The training arguments' activation checkpointing under its current name (transformers 5.2x
+    renamed `gradient_checkpointing`; TRL's configs still default the old name to True)."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
 
 
 def _has(module: str) -> bool:
