@@ -101,8 +101,7 @@ class _Slot:
         self.request, self.emit, self.cancelled = request, emit, cancelled
         prompt = request.prompt_tokens
         reuse = min(common_prefix(self.cached, prompt), len(prompt) - 1)  # at least one token to decode
-        if reuse < len(self.cached) // 2:  # most of a long prompt is about to go: keep it in RAM
-            engine.prompt_cache.save(self.seq_id, self.cached)
+        engine.prompt_cache.save_before_overwrite(self.seq_id, self.cached, reuse)
         if reuse < len(self.cached):
             engine.L.llama_memory_seq_rm(engine.memory, self.seq_id, reuse, -1)
             del self.cached[reuse:]
@@ -313,8 +312,7 @@ class BatchEngine:
         key, shared = self.prompt_cache.best(prompt, common_prefix)
         if key is None or shared < have + MIN_TOKENS:
             return
-        if common_prefix(slot.cached, prompt) < len(slot.cached) // 2:
-            self.prompt_cache.save(slot.seq_id, slot.cached)
+        self.prompt_cache.save_before_overwrite(slot.seq_id, slot.cached, have)
         tokens = self.prompt_cache.restore(key, slot.seq_id)
         slot.cached = tokens if tokens is not None else []
         if tokens is not None:

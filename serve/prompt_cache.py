@@ -18,6 +18,11 @@ class PromptCache:
         self.used = 0
         self._next = 0
 
+    def save_before_overwrite(self, seq_id: int, tokens: list[int], keep: int) -> None:
+        """A slot holding `tokens` is about to keep only the first `keep`: when most of them go, save them."""
+        if keep < len(tokens) // 2:
+            self.save(seq_id, tokens)
+
     def save(self, seq_id: int, tokens: list[int]) -> None:
         if len(tokens) < MIN_TOKENS or self.limit <= 0:
             return

@@ -111,25 +111,18 @@ class _Worker:
         self.proc.start()
         child.close()
         self.chunk: list[tuple[int, list[Step]]] = []  # (job id, steps) sent and not yet answered
-        self.sent: list[int] = []  # the job ids of the last chunk, in order
         self.group: deque = deque()  # jobs of the key this worker is on
 
     def start(self, chunk: list[tuple[int, list[Step]]], jobs: list[Job]) -> None:
         self.chunk = list(chunk)
-        self.sent = [job_id for job_id, _ in chunk]
         self.progress[0], self.progress[1], self.progress[2] = 0, 0, time.monotonic()
         self.conn.send([(job_id, jobs[job_id].payload, steps) for job_id, steps in chunk])
 
     def running(self) -> tuple[int, list[Step], int]:
-        """The job id the worker is on, its steps and the step running."""
-        position = int(self.progress[0])
-        unanswered = dict(self.chunk)
-        job_id = self.sent[position] if position < len(self.sent) else None
-        if job_id in unanswered:
-            steps = unanswered[job_id]
-            return job_id, steps, min(int(self.progress[1]), len(steps) - 1)
-        job_id, steps = self.chunk[0]  # between two jobs: the next one has not begun
-        return job_id, steps, 0
+        """The job id the worker is on, its steps and the step running (the chunk is answered whole, so
+        every job in it is unanswered until then)."""
+        job_id, steps = self.chunk[min(int(self.progress[0]), len(self.chunk) - 1)]
+        return job_id, steps, min(int(self.progress[1]), len(steps) - 1)
 
     @property
     def deadline(self) -> float:
@@ -178,6 +171,7 @@ class GradingPool:
         queue = deque(groups.values())  # groups not yet begun; a worker drains its own group first
         if not queue:
             return results
+
         def chunk_size() -> int:
             """About 20 ms of work a message once the jobs' cost is known, fewer near the end so that
             no worker waits on another, one at a time for slow jobs (a kill reruns the whole chunk)."""
@@ -255,8 +249,8 @@ class GradingPool:
         return results
 
     def _fail(self, worker: _Worker, results, reason: str) -> None:
-        """The running step fails; the job's other steps (those before it returned only with the
-        whole job) and the chunk's unanswered jobs run again on a fresh worker."""
+        """The running step fails; the job's other steps and the chunk's other jobs (finished ones too:
+        answers come back with the whole chunk) run again on a fresh worker."""
         job_id, steps, i = worker.running()
         results[job_id][steps[i].name] = Failure(reason)
         self.seconds[job_id][steps[i].name] = time.monotonic() - worker.progress[2]
