@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.distill.console import keep_bar_only
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -128,7 +127,7 @@ def grpo(config: GRPORunConfig) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
-    from r1_distill.distill.train import checkpointing_arg, lora_config, resume_checkpoint, save_trained_model
+    from r1_distill.distill.train import checkpointing_arg, lora_config, run_trainer, save_trained_model
     from r1_distill.registry import load_registry, read_template
 
     if config.template not in ("chat", "r1-zero"):
@@ -177,10 +176,7 @@ def grpo(config: GRPORunConfig) -> dict:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config)
-    if not config.print_logs:
-        keep_bar_only(trainer)
-    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
 
     def load_base():
         fresh = AutoModelForCausalLM.from_pretrained(config.model, dtype="auto")

@@ -170,9 +170,12 @@ class ServerScorer:
         except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
             raise UserError(f"teacher server {self.root} did not answer /v1/models: {str(exc).splitlines()[0]}") from None
 
-    def _post(self, payload: dict) -> dict:
+    def _post(self, payload: dict, *, refused_ok: bool = False) -> Optional[dict]:
+        """POST /v1/completions; an HTTP error raises, or gives None with `refused_ok`."""
         reply = self.session.post(f"{self.root}/v1/completions", json=payload, timeout=self.timeout)
         if reply.status_code >= 400:
+            if refused_ok:
+                return None
             raise RuntimeError(f"teacher server {self.root}: HTTP {reply.status_code}: {reply.text[:300]}")
         return reply.json()
 
@@ -180,10 +183,10 @@ class ServerScorer:
         """vLLM's prompt_logprobs: one request for the batch; None where the server has no such field."""
         payload = {"model": self.model, "prompt": sequences, "max_tokens": 1, "temperature": temperature,
                    "prompt_logprobs": 1}
-        reply = self.session.post(f"{self.root}/v1/completions", json=payload, timeout=self.timeout)
-        if reply.status_code >= 400:
+        reply = self._post(payload, refused_ok=True)
+        if reply is None:
             return None
-        choices = reply.json().get("choices") or []
+        choices = reply.get("choices") or []
         if len(choices) != len(sequences) or any(c.get("prompt_logprobs") is None for c in choices):
             return None
         out = []
@@ -226,18 +229,21 @@ class ServerScorer:
             self.compute.student_sampled_tokens += sum(len(s) - p for s, p in zip(sequences, prompt_lengths))
             self.compute.on_policy_steps += 1
             self.compute.teacher_batches += 1
-        return {"logprobs": [[[v] for v in row] for row in rows],
-                "logprob_token_ids": [[[t] for t in seq[p:]] for seq, p in zip(sequences, prompt_lengths)],
-                "actual_logprobs": [[[v] for v in row] for row in rows],
-                "actual_token_ids": [[[t] for t in seq[p:]] for seq, p in zip(sequences, prompt_lengths)]}
+        logprobs = [[[v] for v in row] for row in rows]
+        token_ids = [[[t] for t in seq[p:]] for seq, p in zip(sequences, prompt_lengths)]
+        # top-1 of the sampled token: the scored tokens are the actual ones
+        return {"logprobs": logprobs, "logprob_token_ids": token_ids, "actual_logprobs": logprobs,
+                "actual_token_ids": token_ids}
 
 
-def _check_same_tokenizer(student_tok, teacher_source: str, model_config_cls, spec, registry, prepare_tokenizer) -> None:
-    from transformers import AutoTokenizer
+def _check_same_tokenizer(student_tok, teacher_source: str, spec, registry) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from r1_distill.chat_format import prepare_tokenizer
 
     try:
         teacher_tok = AutoTokenizer.from_pretrained(teacher_source)
-        teacher_config = model_config_cls.from_pretrained(teacher_source)
+        teacher_config = AutoConfig.from_pretrained(teacher_source)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load the teacher from {teacher_source}: {str(exc).splitlines()[0]}") from None
     try:
@@ -260,12 +266,11 @@ def _beta_name(beta: float) -> str:
 
 def train_on_policy(config: OnPolicyConfig) -> dict:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
 
-    from r1_distill.chat_format import prepare_model, prepare_tokenizer
-    from r1_distill.distill.console import keep_bar_only
+    from r1_distill.chat_format import prepare_model
     from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, checkpointing_arg, prepared_tokenizer,
-                                          resolve_student, resume_checkpoint, save_trained_model)
+                                          r1_generation_config, resolve_student, run_trainer, save_trained_model)
     from r1_distill.files import write_text_atomic
     from r1_distill.manifest import file_digest, write_manifest
     from r1_distill.registry import load_registry, read_template
@@ -289,7 +294,7 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
         raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
     if teacher.kind == "local":
-        _check_same_tokenizer(tokenizer, teacher.source, AutoConfig, spec, registry, prepare_tokenizer)
+        _check_same_tokenizer(tokenizer, teacher.source, spec, registry)
 
     cuda = torch.cuda.is_available()
     precision = config.precision or ("bf16" if cuda else "fp32")
@@ -353,18 +358,14 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
             trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         assert trainer.teacher_client is scorer
 
-    if not config.print_logs:
-        keep_bar_only(trainer)
-    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
 
     tokenizer.chat_template = read_template(spec.template)
     tokenizer.padding_side = "right"
     save_trained_model(trainer, tokenizer, out, source=base)
     if not trainer.is_world_process_zero():
         return {}
-    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
+    r1_generation_config(tokenizer).save_pretrained(out)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     metrics = {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": teacher.source,

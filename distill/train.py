@@ -150,7 +150,7 @@ def _plot_loss(history: list[dict], path: Path) -> None:
 
 def train(config: TrainConfig) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from accelerate import PartialState
@@ -243,10 +243,7 @@ def train(config: TrainConfig) -> dict:
     callbacks = [SaveEveryMinutes(config.save_minutes)] if config.save_minutes else None
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                          callbacks=callbacks)
-    if not config.print_logs:
-        keep_bar_only(trainer)
-    resume_from = resume_checkpoint(trainer, checkpoints) if config.resume else None
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
 
     tokenizer.chat_template = read_template(spec.template)
 
@@ -258,8 +255,7 @@ def train(config: TrainConfig) -> dict:
     save_trained_model(trainer, tokenizer, out, source=base, load_base=load_base if peft_config else None)
     if not trainer.is_world_process_zero():
         return {}
-    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95).save_pretrained(out)
+    r1_generation_config(tokenizer).save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
                "mean_tokens": sum(lengths) / len(lengths), "first_loss": losses[0] if losses else None,
@@ -316,6 +312,23 @@ def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=
         tokenizer.save_pretrained(out)
         carry_tokenizer_files(source, out)
     trainer.accelerator.wait_for_everyone()
+
+
+def run_trainer(trainer, checkpoints: Path, *, resume: bool, print_logs: bool):
+    """Train, from the last complete checkpoint with `resume`; the progress bar alone without `print_logs`.
+    Returns TRL's train output and the checkpoint resumed from (or None)."""
+    if not print_logs:
+        keep_bar_only(trainer)
+    resume_from = resume_checkpoint(trainer, checkpoints) if resume else None
+    return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None), resume_from
+
+
+def r1_generation_config(tokenizer):
+    """generation_config.json with R1's recommended sampling (temperature 0.6, top-p 0.95) and the prepared ids."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95)
 
 
 def checkpointing_arg(enabled: bool) -> dict:
