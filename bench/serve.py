@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from r1_distill.files import cache_root  # noqa: E402
-from r1_distill.serve.process import stop_process  # noqa: E402
+from r1_distill.serve.process import stop_process, wait_healthy  # noqa: E402
 from r1_distill.tiny import TinySpec, build_tiny_model  # noqa: E402
 
 QWEN25_15B = TinySpec(architecture="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -161,20 +161,10 @@ class LlamaServer:
             cmd += ["-t", str(threads), "-tb", str(threads)]
         self._log = open(log, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        import httpx
-
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("llama-server did not come up")
+        state = wait_healthy(self.url, 600, alive=lambda: self.proc.poll() is None)
+        if state != "ok":
+            self.stop()
+            raise RuntimeError(f"llama-server did not come up ({state}): {log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         stop_process(self.proc)

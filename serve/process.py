@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from r1_distill.errors import UserError
 
@@ -18,6 +19,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout_s: float, alive: Callable[[], bool], poll_s: float = 0.3) -> str:
+    """Polls `url`/health until it answers 200. Returns "ok"; "exited" once `alive()` is false; "error: ..."
+    when the server reports that its model failed to load; "timeout" after `timeout_s`."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if not alive():
+            return "exited"
+        try:
+            answer = httpx.get(url.rstrip("/") + "/health", timeout=5)
+            if answer.status_code == 200:
+                return "ok"
+            if answer.json().get("status") == "error":
+                return f"error: {answer.json().get('error')}"
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(poll_s)
+    return "timeout"
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 15) -> None:
@@ -33,8 +55,6 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 15) -> None:
 class ServerProcess:
     def __init__(self, model: str | Path, *extra: str, port: int | None = None, models_file: str | None = None,
                  log: str | Path | None = None, timeout_s: float = 120):
-        import httpx
-
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log) if log else Path(model).parent / f"serve-{self.port}.log"
@@ -42,20 +62,14 @@ class ServerProcess:
         registry = ["--models", str(models_file)] if models_file else []
         self.proc = subprocess.Popen([sys.executable, "-m", "r1_distill", *registry, "serve", "--model", str(model),
                                       "--port", str(self.port), *extra], stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise UserError(f"the server exited ({self.proc.returncode}): "
-                                f"{self.log_path.read_text()[-2000:].strip()} (log: {self.log_path})")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        state = wait_healthy(self.url, timeout_s, alive=lambda: self.proc.poll() is None)
+        if state == "ok":
+            return
         self.stop()
-        raise UserError(f"the server did not become healthy in {timeout_s:.0f} s; see {self.log_path}")
+        if state == "exited":
+            raise UserError(f"the server exited ({self.proc.returncode}): "
+                            f"{self.log_path.read_text()[-2000:].strip()} (log: {self.log_path})")
+        raise UserError(f"the server did not become healthy ({state}); see {self.log_path}")
 
     def stop(self) -> None:
         stop_process(self.proc)

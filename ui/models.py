@@ -9,14 +9,13 @@ that list is refused here, whatever the page says.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from r1_distill.errors import UserError
-from r1_distill.serve.process import free_port
+from r1_distill.serve.process import free_port, wait_healthy
 
 READY_TIMEOUT_S = 600  # a big GGUF on a slow disk takes a while to load
 
@@ -54,23 +53,15 @@ class LocalServer:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until /health says the model is loaded; UserError when it failed or took longer than timeout_s."""
-        import httpx
-
         if self.ready:
             return
-        deadline = time.time() + timeout_s
-        while time.time() < deadline and self.thread.is_alive():
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5)
-                if answer.status_code == 200:
-                    self.ready = True
-                    return
-                if answer.json().get("status") == "error":
-                    raise UserError(f"{self.gguf} did not load: {answer.json().get('error')}")
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.3)
-        why = "its server stopped" if not self.thread.is_alive() else f"it was not loaded after {timeout_s:.0f} s"
+        state = wait_healthy(f"http://127.0.0.1:{self.port}", timeout_s, alive=self.thread.is_alive)
+        if state == "ok":
+            self.ready = True
+            return
+        if state.startswith("error: "):
+            raise UserError(f"{self.gguf} did not load: {state[len('error: '):]}")
+        why = "its server stopped" if state == "exited" else f"it was not loaded after {timeout_s:.0f} s"
         raise UserError(f"the model {self.gguf} is not ready: {why}")
 
     def stop(self) -> None:
