@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import queue
 import threading
 import time
@@ -66,6 +67,7 @@ class GenerationRequest:
     logprobs: int | None = None  # None: off; N: the sampled token's logprob and the N most likely
     penalties: Penalties | None = None
     logit_bias: dict[int, float] | None = None
+    min_tokens: int = 0  # end-of-generation tokens are masked until this many are generated (vLLM's min_tokens)
     grammar: str | None = None  # GBNF for the answer (after the thinking)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
 
@@ -216,6 +218,10 @@ class BatchEngine:
 
     def is_eog(self, token: int) -> bool:
         return bool(self.L.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_tokens(self) -> np.ndarray:
+        return np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
 
     # -- requests ---------------------------------------------------------------------------------
     @property
@@ -446,6 +452,9 @@ class BatchEngine:
         r, samplers = slot.request, slot.samplers
         if samplers is not None:
             logits = samplers.adjust(logits)
+        if slot.generated < r.min_tokens:
+            logits = logits.copy()
+            logits[self.eog_tokens] = -np.inf
         token = sample_token(logits, r.temperature, r.top_p, r.top_k, slot.rng)
         if grammar_on and samplers is not None and samplers.grammar is not None and not samplers.grammar_allows(token):
             masked = samplers.grammar_mask(logits)

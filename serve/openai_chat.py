@@ -32,14 +32,16 @@ def chat_knobs(req: ChatCompletionRequest, effort_budgets: dict) -> Knobs:
                  top_k=req.top_k, seed=req.seed, stop=req.stop or [], thinking_budget=budget,
                  wait_forcing=req.budget_forcing_waits, logprobs=req.logprobs_n, presence=req.presence_penalty,
                  frequency=req.frequency_penalty, repeat=req.repeat, repeat_last_n=req.repeat_last_n,
-                 logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None)
+                 logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None,
+                 min_tokens=req.min_tokens, ignore_eos=req.ignore_eos)
 
 
 def completion_knobs(req: CompletionRequest) -> Knobs:
     return Knobs(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
                  seed=req.seed, stop=req.stop or [], logprobs=req.logprobs, presence=req.presence_penalty,
                  frequency=req.frequency_penalty, repeat=req.repeat, repeat_last_n=req.repeat_last_n,
-                 logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None)
+                 logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None,
+                 min_tokens=req.min_tokens, ignore_eos=req.ignore_eos)
 
 
 def chat_messages(req: ChatCompletionRequest) -> list[dict]:

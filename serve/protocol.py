@@ -125,6 +125,8 @@ class SamplingFields(Harmless):
     logit_bias: Optional[Annotated[dict[StrictStr, Annotated[Number, Field(ge=-100, le=100)]],
                                    Field(max_length=MAX_LOGIT_BIAS)]] = None
     response_format: Optional[ResponseFormat] = None
+    min_tokens: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_INT)]] = None  # vLLM's
+    ignore_eos: StrictBool = False  # vLLM's and llama-server's: generate max_tokens whatever the model ends with
 
     _check_stop = field_validator("stop")(classmethod(lambda cls, v: _stop_list(v)))
 

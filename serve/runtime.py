@@ -180,6 +180,8 @@ class Knobs:
     repeat_last_n: Optional[int] = None
     logit_bias: Optional[dict[str, float]] = None
     response_format: Optional[dict] = None
+    min_tokens: Optional[int] = None
+    ignore_eos: bool = False
 
 
 def checked_grammar(engine: BatchEngine, response_format: Optional[dict], param: str) -> Optional[str]:
@@ -210,6 +212,8 @@ def engine_request(engine: BatchEngine, tokens: list[int], knobs: Knobs, samplin
                        param="max_tokens")
     room = engine.ctx_per_slot - len(tokens)
     max_tokens = min(knobs.max_tokens or min(sampling.max_new_tokens, room), room)
+    if knobs.min_tokens is not None and knobs.max_tokens is not None and knobs.min_tokens > knobs.max_tokens:
+        raise APIError(400, f"min_tokens {knobs.min_tokens} exceeds max_tokens {knobs.max_tokens}", param="min_tokens")
     bias = None
     if knobs.logit_bias:
         bias = {int(k): float(v) for k, v in knobs.logit_bias.items()}
@@ -228,6 +232,7 @@ def engine_request(engine: BatchEngine, tokens: list[int], knobs: Knobs, samplin
         seed=None if knobs.seed is None else (knobs.seed + index) % 2**64, stop=knobs.stop, thinking=thinking,
         thinking_budget=knobs.thinking_budget, wait_forcing=knobs.wait_forcing, logprobs=knobs.logprobs,
         penalties=penalties if penalties.active else None, logit_bias=bias,
+        min_tokens=max_tokens if knobs.ignore_eos else min(knobs.min_tokens or 0, max_tokens),
         grammar=checked_grammar(engine, knobs.response_format, "response_format"))
 
 
