@@ -72,7 +72,7 @@ async def one_request(http: httpx.AsyncClient, rng: random.Random, log: list) ->
             if kind == "stream":
                 assert line == "data: [DONE]" or line == "", line
     elif kind == "plain_drop":
-        body["max_tokens"] = 600
+        body.update(max_tokens=600, ignore_eos=True)
         try:
             r = await http.post(CHAT, json=body, timeout=0.3)
             log.append((kind, r.status_code))
