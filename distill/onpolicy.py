@@ -14,8 +14,10 @@ written here; the teacher decides which of TRL's is used:
   `prompt_logprobs` in one request per batch; a server without it (ours) is asked once per completion
   token, the token forced with `logit_bias` and its log-probability read from `logprobs` (computed
   before the bias); the server's prefix cache makes each ask one token's forward pass.
-* a teacher with another tokenizer: refused (exit 2). TRL's cross-tokenizer trainer (GOLD) is not
-  wired in.
+* a local teacher with another tokenizer (a Llama teacher for a Qwen student):
+  `trl.experimental.gold.GOLDTrainer` with its cross-tokenizer loss (ULD, arXiv 2402.12030): the
+  distance between the two models' sorted next-token distributions, the sequences aligned by their
+  text (so --divergence/--beta do not apply). lambda mixes on- and off-policy as with GKD.
 
 Outputs are SFT's: the HF folder with the R1 inference template, manifest, model card, loss plot
 (the divergence), log history, checkpoints and --resume. Compute is counted: teacher forward passes
@@ -236,7 +238,8 @@ class ServerScorer:
                 "actual_token_ids": token_ids}
 
 
-def _check_same_tokenizer(student_tok, teacher_source: str, spec, registry) -> None:
+def _teacher_tokenizer_differs(student_tok, teacher_source: str, spec, registry) -> Optional[str]:
+    """None when the teacher tokenizes as the student does (after the same R1 preparation), else how they differ."""
     from transformers import AutoConfig, AutoTokenizer
 
     from r1_distill.chat_format import prepare_tokenizer
@@ -251,17 +254,24 @@ def _check_same_tokenizer(student_tok, teacher_source: str, spec, registry) -> N
     except UserError:
         pass  # compared as it is
     student_vocab, teacher_vocab = student_tok.get_vocab(), teacher_tok.get_vocab()
-    if student_vocab != teacher_vocab:
-        differ = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
-        raise UserError(
-            f"the teacher {teacher_source} has another tokenizer than the student ({len(teacher_vocab)} vs "
-            f"{len(student_vocab)} tokens, {differ} entries differ): on-policy distillation here scores the student's "
-            "token ids with the teacher, so it needs the same tokenizer (cross-tokenizer distillation, TRL's GOLD, "
-            "is not supported yet); use a teacher of the student's family, or SFT on its traces")
+    if student_vocab == teacher_vocab:
+        return None
+    differ = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
+    return f"{len(teacher_vocab)} vs {len(student_vocab)} tokens, {differ} entries differ"
+
+
+def cross_tokenizer_fast(source: str) -> bool:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source).is_fast
 
 
 def _beta_name(beta: float) -> str:
     return {0.0: "forward KL", 1.0: "reverse KL", 0.5: "JSD"}.get(beta, f"generalized JSD (beta {beta:g})")
+
+
+def _divergence_name(beta: float, cross_tokenizer: bool) -> str:
+    return "ULD (cross-tokenizer)" if cross_tokenizer else _beta_name(beta)
 
 
 def train_on_policy(config: OnPolicyConfig) -> dict:
@@ -293,8 +303,9 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     if not records:
         raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
+    cross_tokenizer = None
     if teacher.kind == "local":
-        _check_same_tokenizer(tokenizer, teacher.source, spec, registry)
+        cross_tokenizer = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
 
     cuda = torch.cuda.is_available()
     precision = config.precision or ("bf16" if cuda else "fp32")
@@ -320,22 +331,46 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
     if teacher.kind == "local":
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
-
         tokenizer.chat_template = read_template(spec.train_template)
         dataset, too_long, _ = build_dataset(records, tokenizer, config.max_length)
         if dataset is None:
             raise UserError(f"all {too_long} traces are longer than --max-length {config.max_length} tokens")
         steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
-        args = GKDConfig(**common, lmbda=config.lmbda, max_new_tokens=config.max_new_tokens, max_length=config.max_length,
-                         logging_steps=config.logging_steps or max(1, steps // 100), disable_dropout=True)
+        logging_steps = config.logging_steps or max(1, steps // 100)
         teacher_model = AutoModelForCausalLM.from_pretrained(teacher.source, dtype=dtype)
+        if cross_tokenizer is None:
+            from trl.experimental.gkd import GKDConfig as LocalConfig, GKDTrainer as LocalTrainer
+
+            args = LocalConfig(**common, lmbda=config.lmbda, max_new_tokens=config.max_new_tokens,
+                               max_length=config.max_length, logging_steps=logging_steps, disable_dropout=True)
+        else:
+            from trl.experimental.gold import GOLDConfig as LocalConfig, GOLDTrainer as LocalTrainer
+
+            if config.divergence is not None or config.beta is not None:
+                raise UserError(f"the teacher {teacher.source} has another tokenizer than the student ({cross_tokenizer}): "
+                                "it is distilled with TRL's cross-tokenizer loss (ULD), which has no --divergence or "
+                                "--beta; leave them out, or use a teacher of the student's family")
+
+            if config.max_new_tokens >= config.max_length:
+                raise UserError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the prompt in "
+                                f"--max-length {config.max_length}")
+            args = LocalConfig(**common, lmbda=config.lmbda, max_completion_length=config.max_new_tokens,
+                               max_length=config.max_length, logging_steps=logging_steps, disable_dropout=True,
+                               use_uld_loss=True,
+                               teacher_tokenizer_name_or_path=teacher.source,
+                               # aligning by text needs byte offsets, which only fast tokenizers give
+                               use_extended_uld=tokenizer.is_fast and cross_tokenizer_fast(teacher.source))
         try:
-            trainer = GKDTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
-                                 processing_class=tokenizer)
+            trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
+                                   processing_class=tokenizer)
         except ValueError as exc:  # e.g. the embedding matrices differ in size
-            raise UserError(f"TRL's GKD trainer refused the teacher: {str(exc).splitlines()[0]}") from None
-        _count_gkd(trainer, compute)
+            raise UserError(f"TRL's {LocalTrainer.__name__} refused the teacher: {str(exc).splitlines()[0]}") from None
+        _count_local(trainer, compute)
+        # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
+        # untrained row sampled on-policy has no text (GOLD's alignment fails on it) and teaches nothing
+        rows = model.get_input_embeddings().weight.shape[0]
+        if rows > len(tokenizer):
+            trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
     else:
         from datasets import Dataset
         from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
@@ -369,13 +404,13 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     metrics = {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": teacher.source,
-               "teacher_kind": teacher.kind, "divergence": _beta_name(beta), "beta": beta, "lmbda": config.lmbda,
+               "teacher_kind": teacher.kind, "divergence": _divergence_name(beta, cross_tokenizer is not None), "beta": beta, "lmbda": config.lmbda,
                "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": len(dataset),
                "dropped_too_long": too_long, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
                "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "processes": world, "precision": precision, "compute": compute.as_dict(),
+               "processes": world, "precision": precision, "compute": compute.as_dict(), "cross_tokenizer": cross_tokenizer,
                "chat_format": plan.as_dict()}
     _plot_loss(history, out / "loss.png")
     write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
@@ -386,17 +421,17 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     return metrics
 
 
-def _count_gkd(trainer, compute: Compute) -> None:
+def _count_local(trainer, compute: Compute) -> None:
     """Counts on the trainer instance (TRL's code unchanged): the teacher's forward passes through a hook,
     the student's samples around GKD's own generate_on_policy_outputs."""
     generate = trainer.generate_on_policy_outputs
 
     def counted_generate(model, inputs, generation_config):
-        ids, mask, labels = generate(model, inputs, generation_config)
+        outputs = generate(model, inputs, generation_config)  # GKD: ids, mask, labels; GOLD adds the texts
         with compute.lock:
-            compute.student_sampled_tokens += int((labels != -100).sum())
+            compute.student_sampled_tokens += int((outputs[2] != -100).sum())
             compute.on_policy_steps += 1
-        return ids, mask, labels
+        return outputs
 
     trainer.generate_on_policy_outputs = counted_generate
 

@@ -94,11 +94,12 @@ def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_te
     assert "--divergence reverse" in run(teacher="http://127.0.0.1:9/v1", divergence="forward")
     assert "--teacher goes with --method on-policy" in run(method="full")
     other = _other_tokenizer_model(tmp_path)
-    assert "another tokenizer than the student" in run(teacher=str(other))
+    # another tokenizer trains with TRL's cross-tokenizer loss (test_onpolicy_cross_tokenizer.py), which has no divergence
+    assert "another tokenizer than the student" in run(teacher=str(other), divergence="forward")
     done = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--method", "on-policy", "--student",
                            str(small_vocab_model), "--teacher", str(other), "--traces", str(prompts32), "--out",
-                           str(tmp_path / "y")], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "another tokenizer" in done.stderr and "Traceback" not in done.stderr
+                           str(tmp_path / "y"), "--beta", "0.5"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "no --divergence or --beta" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_url_teacher_our_server_scores_the_students_tokens(hub_student_qwen2, server, tmp_path, data_dir):
