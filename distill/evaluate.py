@@ -58,6 +58,7 @@ class EvalConfig:
     models_file: Optional[str] = None
     show_progress: bool = True
     workers: Optional[int] = None  # grading processes; default: every available core
+    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
 
 
 VOTE_TIMEOUT_S = 30.0
@@ -102,10 +103,12 @@ def group_votes(answers: list[Optional[str]], pool: Optional[GradingPool] = None
     return [shown[g] if g is not None else None for g in groups]
 
 
-def grade_samples(records: list[TraceRecord], pool: Optional[GradingPool] = None) -> list[tuple[bool, str]]:
-    """The correctness verdict of every sample, on all cores, each under the check's hard time limit."""
+def grade_samples(records: list[TraceRecord], pool: Optional[GradingPool] = None,
+                  sandbox: str = "local") -> list[tuple[bool, str]]:
+    """The correctness verdict of every sample, on all cores, each under the check's hard time limit
+    (code tests in the sandbox `sandbox` names)."""
     parts = [TraceParts.from_record(r) for r in records]
-    return [v["correctness"] for v in grade(parts, ["correctness"], pool=pool)]
+    return [v["correctness"] for v in grade(parts, ["correctness"], {"correctness": {"sandbox": sandbox}}, pool=pool)]
 
 
 def score_problem(records: list[TraceRecord], verdicts: Optional[list[tuple[bool, str]]] = None,
@@ -163,6 +166,9 @@ def evaluate(config: EvalConfig) -> dict:
 
     if config.samples < 1:
         raise UserError("--samples must be at least 1")
+    from r1_distill.grading.remote import parse_spec
+
+    parse_spec(config.sandbox)  # a bad --sandbox fails before any sampling
     from r1_distill.teacher.prompts import load_prompts
 
     prompts = load_prompts(config.bench, problem_field=config.problem_field, answer_field=config.answer_field,
@@ -191,7 +197,7 @@ def evaluate(config: EvalConfig) -> dict:
     groups = [sorted(rs, key=lambda r: r.sample_index) for _, rs in sorted(by_problem.items())]
     with GradingPool(config.workers) as pool:
         flat = [r for rs in groups for r in rs]
-        verdicts = iter(grade_samples(flat, pool))
+        verdicts = iter(grade_samples(flat, pool, config.sandbox))
         per_problem = [score_problem(rs, [next(verdicts) for _ in rs], pool) for rs in groups]
     summary = summarize(per_problem, config.samples)
     first = groups[0][0]

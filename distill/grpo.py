@@ -63,17 +63,20 @@ class GRPORunConfig:
     seed: int = 0
     print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
+    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
 
 
-def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None) -> list:
-    """The checks of r1_distill.grading as TRL reward functions (graded on all cores, each under its limit)."""
+def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None, sandbox: str = "local") -> list:
+    """The checks of r1_distill.grading as TRL reward functions (graded on all cores, each under its limit;
+    code tests in the sandbox `sandbox` names)."""
     from r1_distill.grading import reward_function
 
     functions = []
     for name in names:
         if name not in REWARDS:
             raise UserError(f"unknown reward {name!r}: choose from {', '.join(REWARDS)}")
-        functions.append(reward_function(name, max_words=max_tokens) if name == "length" else reward_function(name))
+        options = {"max_words": max_tokens} if name == "length" else {"sandbox": sandbox} if name in ("correctness", "code") else {}
+        functions.append(reward_function(name, **options))
     return functions
 
 
@@ -120,6 +123,9 @@ def _plot_rewards(history: list[dict], path: Path) -> None:
 
 
 def grpo(config: GRPORunConfig) -> dict:
+    from r1_distill.grading.remote import parse_spec
+
+    parse_spec(config.sandbox)  # a bad --sandbox fails before torch is even imported
     import importlib.util
 
     import torch
@@ -136,7 +142,7 @@ def grpo(config: GRPORunConfig) -> dict:
         raise UserError("--steps must be at least 1 and --num-generations at least 2 (GRPO compares a group)")
     registry = load_registry(config.models_file)
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
-    rewards = build_reward_functions(config.rewards, max_tokens=config.max_completion_tokens_penalty)
+    rewards = build_reward_functions(config.rewards, max_tokens=config.max_completion_tokens_penalty, sandbox=config.sandbox)
     dataset = build_prompt_dataset(config, suffix)
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model)

@@ -25,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 console = Console(width=None if sys.stdout.isatty() else 200)
+SANDBOX_HELP = "Where code tests run: local (bubblewrap), piston:URL (a Piston server) or e2b (E2B_API_KEY)."
 
 
 def print_error(message: str) -> None:
@@ -214,6 +215,8 @@ def filter_cmd(
     judge: Optional[str] = typer.Option(None, "--judge", help="OpenAI-compatible URL of an LLM judge for unparsable answers."),
     judge_model: str = typer.Option("judge", "--judge-model"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Grading processes (default: every available core)."),
+    sandbox: str = typer.Option("local", "--sandbox", metavar="SPEC",
+                                help=SANDBOX_HELP),
 ):
     """Verify traces (answer, format, language, repetition, length, duplicates, contamination) and keep the good."""
     from r1_distill.teacher.filter import FilterConfig, filter_traces
@@ -223,7 +226,7 @@ def filter_cmd(
         reference=str(reference) if reference else None, keep_per_prompt=keep_per_prompt, min_pass_rate=min_pass_rate,
         max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code,
         check_arithmetic=check_arithmetic, judge=judge,
-        judge_model=judge_model, workers=workers))
+        judge_model=judge_model, workers=workers, sandbox=sandbox))
     console.print(f"kept {report['kept']} of {report['input']} traces ({report['prompts_with_a_kept_trace']} of "
                   f"{report['prompts']} prompts); dropped by first reason: {report['dropped_by_first_reason']}")
     console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
@@ -337,6 +340,8 @@ def grpo_cmd(
     resume: bool = typer.Option(False, "--resume"),
     save_steps: int = typer.Option(50, "--save-steps"),
     seed: int = typer.Option(0, "--seed"),
+    sandbox: str = typer.Option("local", "--sandbox", metavar="SPEC",
+                                help=SANDBOX_HELP),
 ):
     """Reinforce a model with GRPO (TRL) and the rule-based rewards of teacher/."""
     from r1_distill.distill.grpo import GRPORunConfig, grpo
@@ -350,7 +355,7 @@ def grpo_cmd(
         steps=steps, learning_rate=lr, beta=beta, temperature=temperature, max_completion_length=max_completion_length,
         rewards=names, reward_weights=weights, template=template, prompt_suffix=prompt_suffix, method=method,
         vllm_server=vllm_server, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
-        save_steps=save_steps, seed=seed, models_file=str(state.models_file) if state.models_file else None))
+        save_steps=save_steps, seed=seed, sandbox=sandbox, models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
         return
     for name, r in metrics["rewards"].items():
@@ -377,6 +382,8 @@ def eval_cmd(
     batch_size: int = typer.Option(64, "--batch-size"),
     concurrency: int = typer.Option(64, "--concurrency"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Grading processes (default: every available core)."),
+    sandbox: str = typer.Option("local", "--sandbox", metavar="SPEC",
+                                help=SANDBOX_HELP),
 ):
     """pass@1 over K samples and cons@K (majority vote), graded by filter's correctness check."""
     from r1_distill.distill.evaluate import EvalConfig, evaluate, format_table
@@ -385,7 +392,7 @@ def eval_cmd(
         model=model, bench=bench, out=str(out), samples=samples, max_tokens=max_tokens, temperature=temperature,
         top_p=top_p, backend=backend, served_model=served_model, problem_field=problem_field, answer_field=answer_field,
         split=split, limit=limit, seed=seed, batch_size=batch_size, concurrency=concurrency,
-        workers=workers, models_file=str(state.models_file) if state.models_file else None))
+        workers=workers, sandbox=sandbox, models_file=str(state.models_file) if state.models_file else None))
     console.print(format_table(summary))
     console.print(f"per problem: {out / 'results.jsonl'}; summary: {out / 'summary.json'}")
 

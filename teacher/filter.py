@@ -17,6 +17,7 @@ from r1_distill.manifest import write_manifest
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
+from r1_distill.grading.remote import parse_spec
 from r1_distill.grading.pool import GradingPool, available_cpus
 
 # order matters: a dropped trace's reason is its first failing check
@@ -45,6 +46,7 @@ class FilterConfig:
     judge: Optional[str] = None  # OpenAI-compatible base URL of an LLM judge for unparsable answers
     judge_model: str = "judge"
     workers: Optional[int] = None  # grading processes; default: every available core
+    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
 
 
 def _words(text: str) -> list[str]:
@@ -116,6 +118,7 @@ GRADED_CHECKS = ["length", "format", "correctness", "arithmetic", "language", "r
 
 def _check_options(config: FilterConfig) -> dict[str, dict]:
     return {
+        "correctness": {"sandbox": config.sandbox},
         "length": {"min_tokens": config.min_tokens, "max_tokens": config.max_tokens},
         "language": {"expected": config.language, "min_share": config.min_language_share},
         "readability": {"max_paragraph_chars": config.max_paragraph_chars, "allow_code": config.allow_code},
@@ -146,6 +149,7 @@ def run_checks(records: list[TraceRecord], config: FilterConfig) -> tuple[list[d
 
 def filter_traces(config: FilterConfig) -> dict:
     started = time.perf_counter()
+    parse_spec(config.sandbox)  # a bad --sandbox fails here, before anything is read
     # concurrent sampling appends in completion order; sorting makes kept.jsonl the same file every run
     records = sorted(read_traces(config.traces), key=lambda r: (r.problem_id, r.sample_index))
     if not records:

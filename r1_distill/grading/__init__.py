@@ -6,7 +6,7 @@
 * :mod:`.answers`: correctness of a final answer (math-verify, plus what it lacks), cons@K grouping;
 * :mod:`.checks`: format, language, readability, repetition, length, arithmetic steps;
 * :mod:`.code`: a code problem's tests run on the completion's final code block, in
-  :mod:`.sandbox` (bubblewrap);
+  :mod:`.sandbox` (bubblewrap) or a remote sandbox of :mod:`.remote` (Piston, E2B);
 * :mod:`.registry`: each check's verdict and reward function, by name;
 * :mod:`.pool`: worker processes on all cores, each item under a hard wall-clock limit.
 """

@@ -11,8 +11,9 @@ each test is one of
   ``check(add)`` after the solution.
 
 A prompt file gives them in a `tests` field (:func:`code_reference` turns them into the reference).
-Each test runs in its own sandbox (:mod:`r1_distill.grading.sandbox`); the first failing test ends
-the check with its reason.
+Each test runs in its own sandbox (:mod:`r1_distill.grading.sandbox`), or, with the check's
+`sandbox` option, in a remote one (:mod:`r1_distill.grading.remote`: ``piston:URL``, ``e2b``); the
+first failing test ends the check with its reason.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import re
 from typing import Any, Optional
 
 from .parts import TraceParts, Verdict
-from .sandbox import Limits, SandboxUnavailable, interpreter, run_sandboxed
+from .remote import Runner, extra_seconds, open_runner
+from .sandbox import Limits, SandboxUnavailable, run_python
 
 KEY = "code_tests"
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
@@ -56,13 +58,14 @@ def _tests_and_limits(reference: str) -> tuple[list[dict], Limits]:
     return body["tests"], Limits(**body.get("limits", {}))
 
 
-def wall_limit(reference: str) -> float:
-    """The hard limit for grading one completion: every test's wall clock, plus start-up."""
+def wall_limit(reference: str, sandbox: str = "local") -> float:
+    """The hard limit for grading one completion: every test's wall clock, plus start-up (and a remote
+    sandbox's round trips)."""
     try:
         tests, limits = _tests_and_limits(reference)
     except (ValueError, KeyError, TypeError):
         return 10.0
-    return len(tests) * (limits.wall_s + 1.0) + 5.0
+    return len(tests) * (limits.wall_s + 1.0) + 5.0 + extra_seconds(sandbox, len(tests))
 
 
 def final_code_block(answer: str) -> Optional[str]:
@@ -78,11 +81,9 @@ def _same_output(got: str, expected: str) -> bool:
     return norm(got) == norm(expected)
 
 
-def run_test(program: str, test: dict, limits: Limits) -> Verdict:
-    python = interpreter()
+def run_test(program: str, test: dict, limits: Limits, run: Runner = run_python) -> Verdict:
     if "input" in test:
-        result = run_sandboxed({"solution.py": program}, [python, "-I", "/code/solution.py"], stdin=str(test["input"]),
-                               limits=limits)
+        result = run(program, str(test["input"]), limits)
         if result.reason:
             return False, result.reason
         if not _same_output(result.stdout, str(test["output"])):
@@ -92,7 +93,7 @@ def run_test(program: str, test: dict, limits: Limits) -> Verdict:
         harness = f"{program}\n\n# -- test --\n{test['assert']}\n"
     else:
         harness = f"{program}\n\n# -- test --\n{test['check']}\n\ncheck({test['entry_point']})\n"
-    result = run_sandboxed({"test.py": harness}, [python, "-I", "/code/test.py"], limits=limits)
+    result = run(harness, "", limits)
     if result.reason:
         if "AssertionError" in result.stderr:
             return False, f"assertion failed: {(test.get('assert') or 'check(' + test['entry_point'] + ')')[:100]}"
@@ -100,7 +101,8 @@ def run_test(program: str, test: dict, limits: Limits) -> Verdict:
     return True, f"tests pass ({result.seconds:.2f} s)"
 
 
-def check_code(t: TraceParts) -> Verdict:
+def check_code(t: TraceParts, sandbox: str = "local") -> Verdict:
+    """`sandbox`: where the tests run, "local" (bubblewrap), "piston:URL" or "e2b" (see grading.remote)."""
     if not t.reference or not is_code_reference(t.reference):
         return False, "not a code problem: the reference holds no tests"
     if not t.answer.strip():
@@ -110,10 +112,11 @@ def check_code(t: TraceParts) -> Verdict:
         return False, "no code block in the answer"
     tests, limits = _tests_and_limits(t.reference)
     try:
-        for i, test in enumerate(tests):
-            ok, reason = run_test(program, test, limits)
-            if not ok:
-                return False, f"test {i + 1} of {len(tests)}: {reason}"
+        with open_runner(sandbox, lifetime_s=wall_limit(t.reference, sandbox)) as run:
+            for i, test in enumerate(tests):
+                ok, reason = run_test(program, test, limits, run)
+                if not ok:
+                    return False, f"test {i + 1} of {len(tests)}: {reason}"
     except SandboxUnavailable as exc:
         return False, str(exc)
     return True, f"all {len(tests)} tests pass"

@@ -23,9 +23,9 @@ class Check:
     reward: Optional[Callable[..., float]] = None  # fn(parts, **options) -> float; default 1.0 if it passes
     timeout_s: float = 10.0  # hard wall limit per item (code: from its tests, see limit_for)
 
-    def limit_for(self, parts: TraceParts) -> float:
+    def limit_for(self, parts: TraceParts, sandbox: str = "local") -> float:
         if self.name in ("correctness", "code") and parts.reference and code.is_code_reference(parts.reference):
-            return code.wall_limit(parts.reference)
+            return code.wall_limit(parts.reference, sandbox)
         return self.timeout_s
 
 
@@ -86,7 +86,8 @@ def grade(items: list[TraceParts], names: list[str], options: Optional[dict[str,
         raise KeyError(f"unknown checks {unknown}: known are {sorted(CHECKS)}")
     options, limits = options or {}, limits or {}
     jobs = [Job(parts, [Step(n, "r1_distill.grading.registry:run_check", {"check": n, **options.get(n, {})},
-                             limits.get(n) or CHECKS[n].limit_for(parts)) for n in names], key=parts.reference)
+                             limits.get(n) or CHECKS[n].limit_for(parts, options.get(n, {}).get("sandbox", "local")))
+                        for n in names], key=parts.reference)
             for parts in items]
     results = (pool or shared_pool()).run(jobs)
     return [{n: _verdict(r[n]) for n in names} for r in results]
@@ -108,7 +109,7 @@ def reward_function(name: str, **options) -> Callable[..., list[float]]:
         refs = columns.get("answer") or columns.get("reference_answer") or [None] * len(completions)
         items = [TraceParts.from_text(completion_text(c), reference=ref) for c, ref in zip(completions, refs)]
         jobs = [Job(p, [Step(name, "r1_distill.grading.registry:run_reward", {"check": name, **options},
-                             check.limit_for(p))]) for p in items]
+                             check.limit_for(p, options.get("sandbox", "local")))]) for p in items]
         results = shared_pool().run(jobs)
         graded = [r[name] for r in results]
         floor = -1.0 if check.reward is not None else 0.0  # a check that ran out of time earns its worst

@@ -190,6 +190,12 @@ def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str = "", limit
                      reason=_reason(code, stderr, limits), limits=limits)
 
 
+def run_python(program: str, stdin: str = "", limits: Limits = Limits()) -> RunResult:
+    """One Python program (/code/main.py) on the system's python3 in the sandbox: the code check's
+    runner here, in the form the remote ones take (:mod:`r1_distill.grading.remote`)."""
+    return run_sandboxed({"main.py": program}, [interpreter(), "-I", "/code/main.py"], stdin=stdin, limits=limits)
+
+
 def _reason(code: Optional[int], stderr: str, limits: Limits) -> str:
     if code is None:
         return f"wall-clock limit: still running after {limits.wall_s:g} s, killed"
