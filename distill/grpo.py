@@ -123,7 +123,8 @@ def _plot_rewards(history: list[dict], path: Path) -> None:
 
 
 def grpo(config: GRPORunConfig) -> dict:
-    from r1_distill.grading.remote import parse_spec
+    from r1_distill.grading.code import is_code_reference
+    from r1_distill.grading.remote import parse_spec, require_sandbox
 
     parse_spec(config.sandbox)  # a bad --sandbox fails before torch is even imported
     import importlib.util
@@ -144,6 +145,9 @@ def grpo(config: GRPORunConfig) -> dict:
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
     rewards = build_reward_functions(config.rewards, max_tokens=config.max_completion_tokens_penalty, sandbox=config.sandbox)
     dataset = build_prompt_dataset(config, suffix)
+    if any(name in ("correctness", "code") for name in config.rewards) and any(
+            is_code_reference(str(a)) for a in dataset["answer"]):
+        require_sandbox(config.sandbox)
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         model_config = AutoConfig.from_pretrained(config.model)

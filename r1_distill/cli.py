@@ -284,7 +284,7 @@ def train_cmd(
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                           help="Default: on a GPU."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="on-policy: the teacher (models.yaml teacher, hub id, "
-                                          "HF folder with the student's tokenizer, or URL of an OpenAI-compatible server)."),
+                                          "HF folder; another tokenizer trains with TRL's GOLD, or URL of an OpenAI-compatible server)."),
     lmbda: Optional[float] = typer.Option(None, "--lmbda", help="on-policy: share of steps on the student's own samples "
                                           "(GKD's lambda; the rest on the traces' completions). Default 1."),
     divergence: Optional[str] = typer.Option(None, "--divergence", help="on-policy: forward | reverse | jsd (default reverse)."),

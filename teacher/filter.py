@@ -17,7 +17,8 @@ from r1_distill.manifest import write_manifest
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
-from r1_distill.grading.remote import parse_spec
+from r1_distill.grading.code import is_code_reference
+from r1_distill.grading.remote import parse_spec, require_sandbox
 from r1_distill.grading.pool import GradingPool, available_cpus
 
 # order matters: a dropped trace's reason is its first failing check
@@ -155,6 +156,8 @@ def filter_traces(config: FilterConfig) -> dict:
     if not records:
         raise UserError(f"no trace records in {config.traces}")
     refs = _load_references(config.reference)
+    if any(is_code_reference(str(r.reference_answer or refs.get(r.problem_id, ""))) for r in records):
+        require_sandbox(config.sandbox)
     decon = Decontaminator(config.decontaminate, config.ngram) if config.decontaminate else None
     if not (0 <= config.min_pass_rate <= config.max_pass_rate <= 1):
         raise UserError("pass-rate band must satisfy 0 <= --min-pass-rate <= --max-pass-rate <= 1")

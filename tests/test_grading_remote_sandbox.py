@@ -7,7 +7,7 @@ for a request over its configured limits) and runs each program for real in our 
 sandbox. What is tested is our client: the request it sends and how it reads every answer, end to end
 through the grading pool, `filter` and the GRPO reward. E2B is tested only where it needs no account:
 without its package or key the check fails with the install-and-key message. A bad spec is refused by
-the CLI with one line and exit code 2.
+the CLI with one line and exit code 2, and so is a sandbox that cannot run a one-line program.
 """
 
 import json
@@ -182,3 +182,10 @@ def test_a_bad_sandbox_spec_is_refused_by_the_cli_in_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
         assert "local, piston:URL" in lines[0] or spec == "piston:"
         assert not (tmp_path / "out").exists()
+    # a sandbox that cannot run programs stops the run before it grades, rather than dropping every code trace
+    run = subprocess.run([sys.executable, "-m", "r1_distill", "filter", "--traces", str(tmp_path / "traces.jsonl"),
+                          "--out", str(tmp_path / "out"), "--sandbox", "piston:http://127.0.0.1:9"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert "the code sandbox (piston:http://127.0.0.1:9) cannot run programs" in run.stderr and "cannot be reached" in run.stderr
+    assert not (tmp_path / "out").exists()

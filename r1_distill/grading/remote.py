@@ -75,6 +75,24 @@ def open_runner(spec: str = "local", lifetime_s: float = 300.0) -> Iterator[Runn
             yield runner
 
 
+def require_sandbox(spec: str) -> None:
+    """Before a run with code problems: the sandbox runs a one-line program, or a UserError says why not
+    (rather than every code completion failing as unavailable after the run). E2B is checked for its
+    SDK and key only: a cloud sandbox is not started just to look."""
+    kind, _ = parse_spec(spec)
+    try:
+        if kind == "e2b":
+            E2BRunner(60.0)
+            return
+        with open_runner(spec) as run:
+            result = run("print(6 * 7)", "", Limits())
+    except SandboxUnavailable as exc:
+        raise UserError(f"the code sandbox ({spec}) cannot run programs: {exc}") from None
+    if not result.ok or result.stdout.strip() != "42":
+        raise UserError(f"the code sandbox ({spec}) failed a one-line program: {result.reason or 'exit 0'}; "
+                        f"stdout {result.stdout[:80]!r}, stderr {result.stderr.strip()[-200:]!r}")
+
+
 # the local sandbox's words for each limit, so that every runner's reasons read alike
 def _wall_reason(limits: Limits) -> str:
     return _reason(None, "", limits)
