@@ -6,8 +6,9 @@ starts r1-distill's own server in this process on a free local port and talks to
 
 Everything a person changes lives in their own browser session: the conversation, the settings and
 the model picker's value (an input of every turn, checked against what this app offers); saved
-conversations are filed under their browser's own random id (ui/history.py). Only the local servers
-are shared.
+conversations are filed under their browser's own random id, or with --auth under the logged-in
+user (found from any browser they log in from; `history.owner()`, ui/history.py). Only the local
+servers are shared.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class ChatConfig:
 def build_app(config: ChatConfig):
     choices = ModelChoices(config.endpoints, config.models, config.public, config.search_dirs)
     store = saved_chats.ConversationStore(saved_chats.chat_data_dir() / "conversations")
+    if config.auth:
+        saved_chats.user_secret()  # made now, before two first requests could race to make it
     if config.models:
         choices.endpoint_for(config.models[0])  # load it now, not on the first message
     default_choice = choices.default
@@ -144,41 +147,45 @@ def build_app(config: ChatConfig):
                 return gr.update(value=default_choice) if choices.public else gr.update()
             return gr.update()
 
-        def listed(browser_id, current=None):
-            return gr.update(choices=saved_chats.list_choices(store.list(browser_id)), value=current)
+        def listed(owner, current=None):
+            return gr.update(choices=saved_chats.list_choices(store.list(owner)), value=current)
 
-        def start_session(browser_id):
+        def start_session(browser_id, request: gr.Request):
             if not saved_chats.is_id(browser_id):  # a browser seen for the first time (or a value it made up)
                 browser_id = saved_chats.new_id()
-            return browser_id, listed(browser_id)
+            return browser_id, listed(saved_chats.owner(browser_id, request))
 
-        def save(conversation, history, browser_id):
+        def save(conversation, history, browser_id, request: gr.Request):
+            owner = saved_chats.owner(browser_id, request)
             try:
-                conversation = store.save(browser_id, conversation, history or [])
+                conversation = store.save(owner, conversation, history or [])
             except UserError as exc:
                 gr.Warning(str(exc))
-            return conversation, listed(browser_id, conversation)
+            return conversation, listed(owner, conversation)
 
-        def reopen(picked, browser_id):
-            record = store.load(browser_id, picked)
+        def reopen(picked, browser_id, request: gr.Request):
+            owner = saved_chats.owner(browser_id, request)
+            record = store.load(owner, picked)
             if record is None:
                 gr.Warning("That conversation is no longer saved.")
-                return None, [], "", listed(browser_id)
+                return None, [], "", listed(owner)
             return record["id"], record["messages"], record["title"], gr.update()
 
-        def rename_current(conversation, new_title, browser_id):
+        def rename_current(conversation, new_title, browser_id, request: gr.Request):
+            owner = saved_chats.owner(browser_id, request)
             try:
-                store.rename(browser_id, conversation, new_title)
+                store.rename(owner, conversation, new_title)
             except UserError as exc:
                 gr.Warning(str(exc))
-            return listed(browser_id, conversation)
+            return listed(owner, conversation)
 
-        def delete_current(conversation, browser_id):
+        def delete_current(conversation, browser_id, request: gr.Request):
+            owner = saved_chats.owner(browser_id, request)
             try:
-                store.delete(browser_id, conversation)
+                store.delete(owner, conversation)
             except UserError as exc:
                 gr.Warning(str(exc))
-            return None, listed(browser_id), [], ""
+            return None, listed(owner), [], ""
 
         def export(history, kind):
             path = Path(exports.name) / saved_chats.new_id() / f"conversation.{kind}"  # Gradio serves a copy

@@ -1,15 +1,21 @@
-"""Saved conversations: one JSON file each on the machine that runs the app, in a folder per browser.
+"""Saved conversations: one JSON file each on the machine that runs the app, in a folder per owner.
 
-A browser is known by a random 128-bit id kept in its localStorage (a gr.BrowserState), so each
-browser lists only its own conversations: other people never see them, and tabs of one browser share
-them without overwriting each other (each save writes one file, atomically). That id is what keeps a
-list private: whoever has it can open the list. Gradio encrypts what it keeps in localStorage with a
-secret that it also sends to the page, so the secret hides nothing; it only has to stay the same
-across restarts, or the id is lost: `browser_secret()` keeps one in the chat data folder.
+Without a login the owner is the browser, known by a random 128-bit id kept in its localStorage (a
+gr.BrowserState), so each browser lists only its own conversations: other people never see them, and
+tabs of one browser share them without overwriting each other (each save writes one file, atomically).
+That id is what keeps a list private: whoever has it can open the list. Gradio encrypts what it keeps in
+localStorage with a secret that it also sends to the page, so the secret hides nothing; it only has to
+stay the same across restarts, or the id is lost: `browser_secret()` keeps one in the chat data folder.
+With `--auth` the owner is the logged-in user (`owner()`): a person finds their conversations from any
+browser they log in from, and people sharing a browser never see each other's. A user's folder is
+named by a keyed hash of the username (`user_secret()`, never sent to a page), so the name reveals
+nothing and no browser id a page makes up can reach it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -27,7 +33,7 @@ from .chat import message_text
 TITLE_CHARS = 60
 MAX_SAVED_BYTES = 4 << 20  # one saved conversation's file
 STORAGE_KEY = "r1-distill-chat-browser"
-_ID = re.compile(r"[0-9a-f]{32}")  # browser and conversation ids: what a browser sends is checked against it
+_ID = re.compile(r"[0-9a-f]{32}")  # owner and conversation ids: what a browser sends is checked against it
 
 
 def chat_data_dir() -> Path:
@@ -38,7 +44,16 @@ def chat_data_dir() -> Path:
 
 
 def browser_secret() -> str:
-    path = chat_data_dir() / "browser-secret"
+    return _kept_secret("browser-secret")
+
+
+def user_secret() -> str:
+    """The key of the hash that names a logged-in user's folder: it stays on this machine."""
+    return _kept_secret("user-secret")
+
+
+def _kept_secret(name: str) -> str:
+    path = chat_data_dir() / name
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()
     secret = secrets.token_urlsafe(24)
@@ -47,6 +62,15 @@ def browser_secret() -> str:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
         fh.write(secret + "\n")
     return secret
+
+
+def owner(browser: str, request=None) -> str:
+    """Whose conversations a request lists and saves: the logged-in user's (a gr.Request's `username`,
+    set with --auth), else the browser's own id."""
+    username = getattr(request, "username", None)
+    if not username:
+        return browser
+    return hmac.new(user_secret().encode(), f"user:{username}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def new_id() -> str:
@@ -66,7 +90,8 @@ def default_title(messages: list[dict]) -> str:
 
 
 class ConversationStore:
-    """`root/<browser id>/<conversation id>.json`, each {"id", "title", "renamed", "updated", "messages"}."""
+    """`root/<owner>/<conversation id>.json` (`owner()`: a browser's id or a user's key), each
+    {"id", "title", "renamed", "updated", "messages"}."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -86,7 +111,7 @@ class ConversationStore:
             return None
 
     def list(self, browser: str) -> list[dict]:
-        """The browser's conversations without their messages, newest first."""
+        """The owner's conversations without their messages, newest first."""
         if not is_id(browser) or not (self.root / browser).is_dir():
             return []
         found = []
