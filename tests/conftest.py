@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,18 @@ ARTIFACTS = REPO / "test-artifacts"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def until(check, seconds: float, every: float = 0.2):
+    """check()'s first true value within `seconds`, else its last value."""
+    deadline = time.time() + seconds
+    while not (value := check()) and time.time() < deadline:
+        time.sleep(every)
+    return value
+
+
+def bare(text: str) -> str:
+    return "".join(text.split())  # a reopened answer may be drawn with other line breaks
 
 
 @pytest.fixture(scope="session")

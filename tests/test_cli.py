@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from r1_distill.cli import main
 

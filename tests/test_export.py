@@ -105,6 +105,7 @@ def test_lora_adapter_exports_the_same_as_the_merged_model(tiny_qwen2, tmp_path)
     via_merged = export_gguf(ExportConfig(model=str(merged_dir), out=str(tmp_path / "m"), quants=["F16"],
                                           name="student", greedy_tokens=4))
     assert via_adapter["adapter"] and via_adapter["files"]["F16"]["parity"]
+    assert not via_merged["adapter"] and via_merged["files"]["F16"]["parity"]
     text = "<｜User｜>1+1?<｜Assistant｜><think>\n"
     a = _llama_logits(tmp_path / "a" / "student-F16.gguf", text)
     m = _llama_logits(tmp_path / "m" / "student-F16.gguf", text)

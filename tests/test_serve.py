@@ -1,7 +1,6 @@
 """r1-distill serve: a real server on 127.0.0.1 over a tiny GGUF, driven by the official openai client."""
 
 import asyncio
-import json
 import threading
 import time
 

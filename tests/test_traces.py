@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from r1_distill.errors import UserError
-from r1_distill.files import append_lines, read_jsonl, repair_jsonl_tail
+from r1_distill.files import read_jsonl, repair_jsonl_tail
 from r1_distill.traces import CheckResult, TraceRecord, append_traces, read_traces, write_traces
 
 

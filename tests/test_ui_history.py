@@ -1,12 +1,11 @@
 """Saved conversations: a chat survives a page reload and an app restart, is reopened from the side
 list, renamed and deleted (real Chromium; screenshots in test-artifacts/)."""
 
-import time
 
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ChatApp
+from conftest import ChatApp, bare, until
 from r1_distill.errors import UserError
 from r1_distill.ui import history
 
@@ -56,17 +55,6 @@ def _list(page) -> str:
     return page.locator("#history").inner_text()
 
 
-def _bare(text: str) -> str:
-    return "".join(text.split())  # a reopened answer may be drawn with other line breaks
-
-
-def _until(check, seconds: float) -> bool:
-    deadline = time.time() + seconds
-    while not check() and time.time() < deadline:
-        time.sleep(0.2)
-    return check()
-
-
 def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(server, chromium, artifacts_dir, tmp_path):
     args = ("--endpoint", server.url + "/v1", "--max-tokens", "32", "--thinking-budget", "8")
     app = ChatApp(*args, data_dir=tmp_path)
@@ -85,7 +73,7 @@ def test_conversation_survives_reload_and_restart_and_reopens_from_the_list(serv
         assert "Remember the number 42" not in page.locator("#chat").inner_text()  # a new chat, the old one listed
         page.locator("#history").get_by_text("Remember the number 42").click()
         page.locator("#chat").get_by_text("Remember the number 42").wait_for(timeout=10_000)
-        assert answer and _until(lambda: _bare(answer) in _bare(page.locator("#chat").inner_text()), 10)
+        assert answer and until(lambda: bare(answer) in bare(page.locator("#chat").inner_text()), 10)
         assert "Thought for" in page.locator("#chat").inner_text()
         page.screenshot(path=str(artifacts_dir / "ui-history-reopened.png"), full_page=True)
 

@@ -2,12 +2,11 @@
 from a second, fresh browser and reopens it there, and another user never sees them (real Chromium;
 screenshots in test-artifacts/)."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import ChatApp
+from conftest import ChatApp, bare, until
 from r1_distill.ui import history
 
 pytestmark = pytest.mark.slow
@@ -22,17 +21,6 @@ def _log_in(browser, url: str, username: str, password: str):
     page.get_by_role("button", name="Login").click()
     page.locator("#prompt textarea").wait_for(timeout=30_000)
     return page
-
-
-def _bare(text: str) -> str:
-    return "".join(text.split())  # a reopened answer may be drawn with other line breaks
-
-
-def _until(check, seconds: float) -> bool:
-    deadline = time.time() + seconds
-    while not check() and time.time() < deadline:
-        time.sleep(0.2)
-    return check()
 
 
 def test_a_users_conversations_follow_them_to_another_browser_and_no_one_else_sees_them(
@@ -62,7 +50,7 @@ def test_a_users_conversations_follow_them_to_another_browser_and_no_one_else_se
         assert "Remember the number 42" not in second.locator("#chat").inner_text()  # listed, not yet open
         second.locator("#history").get_by_text("Remember the number 42").click()
         second.locator("#chat").get_by_text("Remember the number 42").wait_for(timeout=10_000)
-        assert answer and _until(lambda: _bare(answer) in _bare(second.locator("#chat").inner_text()), 10)
+        assert answer and until(lambda: bare(answer) in bare(second.locator("#chat").inner_text()), 10)
         assert "Bob's own chat" not in second.locator("#history").inner_text()
         second.screenshot(path=str(artifacts_dir / "ui-history-per-user-second-browser.png"), full_page=True)
         second.context.close()

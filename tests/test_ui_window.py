@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REPO, ChatApp
+from conftest import REPO, ChatApp, until
 
 # what the app says when this machine lacks what a window needs (libraries, a webview backend)
 CANNOT_HERE = r"no webview backend could start|platform plugin|shared object|cannot open display"
@@ -28,14 +28,6 @@ def _wait_for_line(path, texts: tuple[str, ...], app: ChatApp, seconds: float) -
         time.sleep(0.3)
     raise AssertionError(f"none of {texts} within {seconds} s; the app said: {path.read_text(errors='replace')[-1500:]} "
                          f"{app.stderr_text(1500)}")
-
-
-def _until(check, seconds: float):
-    """check()'s first true value within `seconds`, else its last value."""
-    deadline = time.time() + seconds
-    while not (value := check()) and time.time() < deadline:
-        time.sleep(0.3)
-    return value
 
 
 def _missing_window_packages() -> list[str]:
@@ -101,7 +93,7 @@ def test_window_shows_the_app_under_xvfb(server, xvfb_display, tmp_path, artifac
                 background = max(window.convert("RGB").getcolors(maxcolors=pixels))[0]
                 return (shot, window) if background < 0.97 * pixels else None
 
-            painted_shot = _until(painted, 60)
+            painted_shot = until(painted, 60)
             assert painted_shot, "the window does not show the app"
             shot, window = painted_shot
             shot.save(artifacts_dir / "ui-window.png")
@@ -113,7 +105,7 @@ def test_window_shows_the_app_under_xvfb(server, xvfb_display, tmp_path, artifac
         listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         return f"r1_distill.ui.window {app.url}" not in listing
 
-    assert _until(window_gone, 15), "the window outlived the app"
+    assert until(window_gone, 15), "the window outlived the app"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("webview") is None, reason="pywebview is not installed")
