@@ -38,6 +38,7 @@ from typing import Optional
 from r1_distill.errors import UserError
 
 DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
+PROBE_USER, PROBE_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"  # R1's chat markers: a probe of the special tokens too
 
 
 @dataclass
@@ -171,6 +172,25 @@ class ServerScorer:
             return reply.json()["data"][0]["id"]
         except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
             raise UserError(f"teacher server {self.root} did not answer /v1/models: {str(exc).splitlines()[0]}") from None
+
+    def tokenizes_like(self, student_tok) -> Optional[bool]:
+        """Whether the server's /tokenize (vLLM, llama-server, ours) gives the student's token ids for a probe
+        text in R1's format; None when the server has no /tokenize."""
+        probe = (f"{PROBE_USER}What is 12 + 7? Let me write $\\frac{{1}}{{2}}$, naïve café.{PROBE_ASSISTANT}<think>\n"
+                 "First, 12 + 7 = 19.\n</think>\n\nThe answer is \\boxed{19}.")
+        expected = student_tok(probe, add_special_tokens=False)["input_ids"]
+        for body in ({"model": self.model, "prompt": probe, "add_special_tokens": False},  # vLLM, ours
+                     {"content": probe, "add_special": False}):  # llama-server
+            try:
+                reply = self.session.post(f"{self.root}/tokenize", json=body, timeout=30)
+            except Exception:
+                return None
+            if reply.status_code == 200:
+                return list(reply.json().get("tokens") or []) == list(expected)
+            if reply.status_code in (401, 403):
+                raise UserError(f"teacher server {self.root} refused /tokenize with HTTP {reply.status_code}: "
+                                "check the teacher's API key")
+        return None
 
     def _post(self, payload: dict, *, refused_ok: bool = False) -> Optional[dict]:
         """POST /v1/completions; an HTTP error raises, or gives None with `refused_ok`."""
@@ -384,6 +404,16 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                                         max_completion_length=config.max_new_tokens, disable_dropout=True,
                                         logging_steps=config.logging_steps or max(1, steps // 100))
         scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key)
+        same = scorer.tokenizes_like(tokenizer)
+        if same is False:
+            raise UserError(f"the teacher server {teacher.source} tokenizes differently from the student: it would score "
+                            "token ids that mean other text to it. A URL teacher needs the student's tokenizer; use a "
+                            "teacher server of the student's family, or a local HF teacher (another tokenizer trains "
+                            "with TRL's GOLD)")
+        if same is None:
+            print(f"warning: the teacher server {teacher.source} has no /tokenize, so its tokenizer cannot be checked "
+                  "against the student's: a teacher of another family would give meaningless log-probabilities",
+                  flush=True)
         # the trainer builds TRL's VLLMClient (which needs vllm installed) as its teacher client: it gets ours
         from unittest import mock
 

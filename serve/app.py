@@ -27,7 +27,8 @@ from .engine import BatchEngine
 from .errors import APIError, error_response
 from .metrics import Metrics
 from .middleware import Guard
-from .runtime import MAX_BODY_BYTES, Runtime
+from .protocol import TokenizeRequest
+from .runtime import MAX_BODY_BYTES, Runtime, parse
 
 CORS_ENV = "R1_DISTILL_CORS_ORIGINS"
 
@@ -93,6 +94,13 @@ def create_app(config: ServerConfig, engine_factory: Callable[[], BatchEngine] |
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "r1-distill"}]}
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request):
+        req = await parse(request, TokenizeRequest)
+        engine = runtime.engine_or_503()
+        tokens = engine.tokenize(req.text, special=True)
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": engine.ctx_per_slot}
 
     @app.get("/health")
     async def health():

@@ -35,7 +35,7 @@ class Guard:
             return await self.app(scope, receive, send)
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.api_key and path.startswith("/v1/") and scope.get("method") != "OPTIONS":
+        if self.api_key and (path.startswith("/v1/") or path == "/tokenize") and scope.get("method") != "OPTIONS":
             if headers.get("authorization", "") != f"Bearer {self.api_key}":
                 self.metrics.count(path, 401)
                 return await _send_json(send, 401, error_body(

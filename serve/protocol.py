@@ -213,3 +213,23 @@ class CompletionRequest(SamplingFields):
         if p and isinstance(p[0], int):
             return [p]
         return list(p)
+
+
+class TokenizeRequest(Strict):
+    """POST /tokenize, as vLLM (`prompt`) and llama-server (`content`) take it: the token ids a text prompt
+    of /v1/completions becomes (special tokens written in the text are parsed; nothing is added)."""
+    model: Optional[StrictStr] = None
+    prompt: Optional[StrictStr] = None
+    content: Optional[StrictStr] = None
+    add_special_tokens: Optional[Literal[False]] = None  # vLLM's; this server adds no BOS to a text prompt
+    add_special: Optional[Literal[False]] = None  # llama-server's
+
+    @model_validator(mode="after")
+    def _one_text(self):
+        if (self.prompt is None) == (self.content is None):
+            raise ValueError("send the text as `prompt` (vLLM) or `content` (llama-server), one of them")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.prompt if self.prompt is not None else self.content

@@ -79,7 +79,7 @@ def _other_tokenizer_model(root):
     return build_model(DemoModelSpec(hidden_size=32, num_hidden_layers=1), tok, root / "model")
 
 
-def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_teacher, prompts32, tmp_path):
+def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_teacher, prompts32, tmp_path, server):
     def run(**kw):
         base = dict(student=str(small_vocab_model), teacher=str(sft_teacher), method="on-policy", traces=str(prompts32),
                     out=str(tmp_path / "x"))
@@ -92,6 +92,8 @@ def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_te
     assert "outside [0, 1]" in run(lmbda=1.5)
     assert "needs --teacher" in run(teacher=None)
     assert "--divergence reverse" in run(teacher="http://127.0.0.1:9/v1", divergence="forward")
+    # a server of another family (Qwen2.5's tokenizer; the student's is the demo's 640 pieces), caught by its /tokenize
+    assert "tokenizes differently from the student" in run(teacher=server.url + "/v1")
     assert "--teacher goes with --method on-policy" in run(method="full")
     other = _other_tokenizer_model(tmp_path)
     # another tokenizer trains with TRL's cross-tokenizer loss (test_onpolicy_cross_tokenizer.py), which has no divergence
@@ -121,6 +123,7 @@ def test_url_teacher_our_server_scores_the_students_tokens(hub_student_qwen2, se
     expected = [hf[p - 1, seq[p]].item() for p in range(3, len(seq))]
     got = [v[0] for v in scored["actual_logprobs"][0]]
     assert len(got) == len(seq) - 3 and max(abs(a - b) for a, b in zip(got, expected)) < 0.5, (got, expected)
+    assert ServerScorer(server.url, Compute()).tokenizes_like(tok) is True  # the student's own tokenizer behind /tokenize
     assert compute.student_sampled_tokens == len(seq) - 3
 
     rows = [json.loads(line) for line in (data_dir / "gsm8k_train.jsonl").read_text().splitlines()[:6]]
