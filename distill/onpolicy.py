@@ -179,17 +179,22 @@ class ServerScorer:
         probe = (f"{PROBE_USER}What is 12 + 7? Let me write $\\frac{{1}}{{2}}$, naïve café.{PROBE_ASSISTANT}<think>\n"
                  "First, 12 + 7 = 19.\n</think>\n\nThe answer is \\boxed{19}.")
         expected = student_tok(probe, add_special_tokens=False)["input_ids"]
+        # llama-server answers 200 with no tokens to a body without `content`: only a non-empty list counts
         for body in ({"model": self.model, "prompt": probe, "add_special_tokens": False},  # vLLM, ours
                      {"content": probe, "add_special": False}):  # llama-server
             try:
                 reply = self.session.post(f"{self.root}/tokenize", json=body, timeout=30)
-            except Exception:
+            except Exception:  # unreachable
                 return None
-            if reply.status_code == 200:
-                return list(reply.json().get("tokens") or []) == list(expected)
             if reply.status_code in (401, 403):
                 raise UserError(f"teacher server {self.root} refused /tokenize with HTTP {reply.status_code}: "
                                 "check the teacher's API key")
+            try:
+                tokens = reply.json().get("tokens") if reply.status_code == 200 else None
+            except (ValueError, AttributeError):  # not JSON, or not an object
+                tokens = None
+            if isinstance(tokens, list) and tokens and all(isinstance(t, int) for t in tokens):
+                return tokens == list(expected)
         return None
 
     def _post(self, payload: dict, *, refused_ok: bool = False) -> Optional[dict]:
@@ -258,8 +263,9 @@ class ServerScorer:
                 "actual_token_ids": token_ids}
 
 
-def _teacher_tokenizer_differs(student_tok, teacher_source: str, spec, registry) -> Optional[str]:
-    """None when the teacher tokenizes as the student does (after the same R1 preparation), else how they differ."""
+def _teacher_tokenizer_differs(student_tok, teacher_source: str, spec, registry) -> tuple[Optional[str], bool]:
+    """(None when the teacher tokenizes as the student does (after the same R1 preparation), else how they
+    differ; whether the teacher's tokenizer is a fast one)."""
     from transformers import AutoConfig, AutoTokenizer
 
     from r1_distill.chat_format import prepare_tokenizer
@@ -275,15 +281,9 @@ def _teacher_tokenizer_differs(student_tok, teacher_source: str, spec, registry)
         pass  # compared as it is
     student_vocab, teacher_vocab = student_tok.get_vocab(), teacher_tok.get_vocab()
     if student_vocab == teacher_vocab:
-        return None
+        return None, teacher_tok.is_fast
     differ = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
-    return f"{len(teacher_vocab)} vs {len(student_vocab)} tokens, {differ} entries differ"
-
-
-def cross_tokenizer_fast(source: str) -> bool:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(source).is_fast
+    return f"{len(teacher_vocab)} vs {len(student_vocab)} tokens, {differ} entries differ", teacher_tok.is_fast
 
 
 def _beta_name(beta: float) -> str:
@@ -323,9 +323,25 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     if not records:
         raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
-    cross_tokenizer = None
+    cross_tokenizer, teacher_fast = None, True
     if teacher.kind == "local":
-        cross_tokenizer = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
+        cross_tokenizer, teacher_fast = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_device = config.per_device_batch
+    accumulation = max(1, config.effective_batch // (per_device * world))
+    if cross_tokenizer is not None:
+        if config.divergence is not None or config.beta is not None:
+            raise UserError(f"the teacher {teacher.source} has another tokenizer than the student ({cross_tokenizer}): "
+                            "it is distilled with TRL's cross-tokenizer loss (ULD), which has no --divergence or "
+                            "--beta; leave them out, or use a teacher of the student's family")
+        if config.max_new_tokens >= config.max_length:
+            raise UserError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the prompt in "
+                            f"--max-length {config.max_length}")
+        if len(records) < per_device * accumulation:
+            # GOLD samples whole batches of per-device x accumulation prompts and drops a smaller rest
+            raise UserError(f"{len(records)} kept traces are fewer than one batch of {per_device * accumulation} "
+                            "(--per-device-batch x accumulation) for TRL's cross-tokenizer trainer: lower "
+                            "--effective-batch or give more traces")
 
     cuda = torch.cuda.is_available()
     precision = config.precision or ("bf16" if cuda else "fp32")
@@ -337,9 +353,6 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype=dtype)
     prepare_model(model, plan, tokenizer)
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_device = config.per_device_batch
-    accumulation = max(1, config.effective_batch // (per_device * world))
     out = Path(config.out)
     checkpoints = out / "checkpoints"
     compute = Compute()
@@ -366,20 +379,16 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
         else:
             from trl.experimental.gold import GOLDConfig as LocalConfig, GOLDTrainer as LocalTrainer
 
-            if config.divergence is not None or config.beta is not None:
-                raise UserError(f"the teacher {teacher.source} has another tokenizer than the student ({cross_tokenizer}): "
-                                "it is distilled with TRL's cross-tokenizer loss (ULD), which has no --divergence or "
-                                "--beta; leave them out, or use a teacher of the student's family")
-
-            if config.max_new_tokens >= config.max_length:
-                raise UserError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the prompt in "
-                                f"--max-length {config.max_length}")
+            batch = per_device * accumulation
+            if len(dataset) % batch:
+                print(f"warning: {len(dataset) % batch} of {len(dataset)} traces do not fill a batch of {batch} and are "
+                      "left out each epoch (TRL's cross-tokenizer trainer samples whole batches)", flush=True)
             args = LocalConfig(**common, lmbda=config.lmbda, max_completion_length=config.max_new_tokens,
                                max_length=config.max_length, logging_steps=logging_steps, disable_dropout=True,
                                use_uld_loss=True,
                                teacher_tokenizer_name_or_path=teacher.source,
                                # aligning by text needs byte offsets, which only fast tokenizers give
-                               use_extended_uld=tokenizer.is_fast and cross_tokenizer_fast(teacher.source))
+                               use_extended_uld=tokenizer.is_fast and teacher_fast)
         try:
             trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
                                    processing_class=tokenizer)
@@ -434,7 +443,8 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     metrics = {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": teacher.source,
-               "teacher_kind": teacher.kind, "divergence": _divergence_name(beta, cross_tokenizer is not None), "beta": beta, "lmbda": config.lmbda,
+               "teacher_kind": teacher.kind, "divergence": _divergence_name(beta, cross_tokenizer is not None),
+               "beta": None if cross_tokenizer else beta, "lmbda": config.lmbda,
                "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": len(dataset),
                "dropped_too_long": too_long, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import functools
 import queue
 import threading
 import time
@@ -182,6 +181,8 @@ class BatchEngine:
         self.think_close_token = think_close[0] if len(think_close) == 1 else None
         self.close_thinking_tokens = self.tokenize(CLOSE_THINKING, special=True)
         self.wait_tokens = self.tokenize("\nWait", special=False)
+        # masked for min_tokens / ignore_eos; built here, not in the engine thread, where it would stall every slot
+        self.eog_tokens = np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
         self.thread = threading.Thread(target=self._run, name="r1-distill-engine", daemon=True)
         self.thread.start()
 
@@ -219,9 +220,6 @@ class BatchEngine:
     def is_eog(self, token: int) -> bool:
         return bool(self.L.llama_vocab_is_eog(self.vocab, token))
 
-    @functools.cached_property
-    def eog_tokens(self) -> np.ndarray:
-        return np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
 
     # -- requests ---------------------------------------------------------------------------------
     @property
@@ -511,7 +509,7 @@ class BatchEngine:
             return
         slot.text += text
         stops = slot.request.stop
-        if stops:
+        if stops and slot.generated >= slot.request.min_tokens:  # as vLLM: no stop of any kind before min_tokens
             hits = [slot.text.find(s, max(0, slot.emitted_upto - len(s))) for s in stops]
             hits = [h for h in hits if h >= 0]
             if hits:

@@ -33,6 +33,8 @@ PROBLEMS = [json.loads(line) for line in (Path(__file__).parent / "data" / "code
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason=(
     "the stand-in Piston server runs programs in bubblewrap, which is not installed: apt-get install -y bubblewrap"))
 MAX_RUN_TIMEOUT_MS = 20_000  # the stand-in server's configured maximum, as PISTON_RUN_TIMEOUT
+CAPS = {"run_timeout": MAX_RUN_TIMEOUT_MS, "output_max_size": None}  # PISTON_RUN_TIMEOUT, PISTON_OUTPUT_MAX_SIZE
+STOCK_PISTON_CAPS = {"run_timeout": 3000, "output_max_size": 1024}  # what a Piston started without settings has
 
 
 def _completion(program: str) -> str:
@@ -89,9 +91,13 @@ def piston():
                 return self._send(400, {"message": f"{request.get('language')}-{request.get('version')} runtime is unknown"})
             if not request.get("files") or not request["files"][0].get("content"):
                 return self._send(400, {"message": "files[0].content is required as a string"})
-            if request["run_timeout"] > MAX_RUN_TIMEOUT_MS:
-                return self._send(400, {"message": f"run_timeout cannot exceed the configured limit of {MAX_RUN_TIMEOUT_MS}"})
-            self._send(200, {"language": "python", "version": "3.12.0", "run": _piston_run(request)})
+            if request["run_timeout"] > CAPS["run_timeout"]:
+                return self._send(400, {"message": f"run_timeout cannot exceed the configured limit of {CAPS['run_timeout']}"})
+            run = _piston_run(request)
+            if CAPS["output_max_size"] and len(run["stdout"]) > CAPS["output_max_size"]:
+                run.update(stdout=run["stdout"][:CAPS["output_max_size"]], code=None, signal="SIGKILL", status="OL",
+                           message="stdout length exceeded")
+            self._send(200, {"language": "python", "version": "3.12.0", "run": run})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -118,7 +124,8 @@ def test_filter_through_piston_keeps_reference_solutions_and_drops_broken_ones(p
     assert sorted((r.problem_id, r.sample_index) for r in kept) == sorted((p["id"], 0) for p in PROBLEMS)
     assert report["dropped_by_first_reason"] == {"correctness": len(PROBLEMS)}
     assert "wrong output" in reasons["code-sum"] and "assertion failed" in reasons["code-prime"]
-    assert "CPU time limit: over 2 s of CPU" in reasons["code-fib"]  # TO with the CPU spent: exponential fib(90)
+    # exponential fib(90) comes back TO: with the CPU spent (2 s), or on a busy machine the wall clock (6 s) first
+    assert "CPU time limit: over 2 s of CPU" in reasons["code-fib"] or "wall-clock limit" in reasons["code-fib"]
     # every test went to the server, with the limits of the problem's tests
     assert len(received) >= sum(len(p["tests"]) for p in PROBLEMS)
     first = received[0]
@@ -189,3 +196,19 @@ def test_a_bad_sandbox_spec_is_refused_by_the_cli_in_one_line(tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert "the code sandbox (piston:http://127.0.0.1:9) cannot run programs" in run.stderr and "cannot be reached" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@needs_bwrap
+def test_a_stock_piston_is_refused_before_the_run_with_the_settings_to_change(piston, monkeypatch):
+    from r1_distill.errors import UserError
+    from r1_distill.grading.remote import require_sandbox
+
+    url, _ = piston
+    require_sandbox(f"piston:{url}")  # the stand-in as configured for the other tests: fine
+    monkeypatch.setitem(CAPS, "run_timeout", STOCK_PISTON_CAPS["run_timeout"])
+    with pytest.raises(UserError, match="run_timeout cannot exceed the configured limit of 3000.*PISTON_RUN_TIMEOUT"):
+        require_sandbox(f"piston:{url}")
+    monkeypatch.setitem(CAPS, "run_timeout", MAX_RUN_TIMEOUT_MS)
+    monkeypatch.setitem(CAPS, "output_max_size", STOCK_PISTON_CAPS["output_max_size"])
+    with pytest.raises(UserError, match="over the Piston server's cap.*raise PISTON_OUTPUT_MAX_SIZE"):
+        require_sandbox(f"piston:{url}")

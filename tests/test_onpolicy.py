@@ -142,3 +142,55 @@ def test_url_teacher_our_server_scores_the_students_tokens(hub_student_qwen2, se
     tok = AutoTokenizer.from_pretrained(tmp_path / "s")
     assert tok.apply_chat_template([{"role": "user", "content": "1+1"}], tokenize=False,
                                    add_generation_prompt=True).endswith("<think>\n")
+
+
+def test_url_teacher_probe_reads_every_tokenize_dialect(hub_student_qwen2):
+    """The tokenizer probe against a stand-in server: llama-server's /tokenize answers 200 with no tokens to a
+    body without `content` (so the probe must go on to its dialect), a server of another family answers other
+    ids, and one without /tokenize cannot be checked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from transformers import AutoTokenizer
+
+    from r1_distill.distill.onpolicy import Compute, ServerScorer
+
+    tok = AutoTokenizer.from_pretrained(hub_student_qwen2)
+    behaviour = {"tokenize": "llama-server"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, {"data": [{"id": "teacher"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if behaviour["tokenize"] == "none":
+                return self._send(404, {"error": "not found"})
+            if "content" not in body:
+                return self._send(200, {"tokens": []})  # llama-server's answer to a body it does not read
+            ids = tok(body["content"], add_special_tokens=False)["input_ids"]
+            self._send(200, {"tokens": ids if behaviour["tokenize"] == "llama-server" else [i + 1 for i in ids]})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        scorer = ServerScorer(f"http://127.0.0.1:{server.server_address[1]}", Compute())
+        assert scorer.tokenizes_like(tok) is True
+        behaviour["tokenize"] = "other family"
+        assert scorer.tokenizes_like(tok) is False
+        behaviour["tokenize"] = "none"
+        assert scorer.tokenizes_like(tok) is None
+    finally:
+        server.shutdown()
+        server.server_close()

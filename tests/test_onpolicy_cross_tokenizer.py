@@ -22,7 +22,7 @@ def traces8(task_traces, tmp_path_factory):
 def run(student, teacher, traces, out, **options):
     return train(TrainConfig(student=str(student), teacher=str(teacher), method="on-policy", traces=str(traces),
                              out=str(out), per_device_batch=4, effective_batch=4, learning_rate=3e-3, max_new_tokens=16,
-                             logging_steps=1, print_logs=False, **options))
+                             logging_steps=1, print_logs=False, precision="fp32", **options))
 
 
 def test_off_policy_uld_loss_falls_and_the_student_thinks_first(hub_student_qwen2, hub_student_llama, traces8, tmp_path):
@@ -48,3 +48,14 @@ def test_on_policy_samples_are_scored_by_the_other_tokenizers_teacher(hub_studen
     c = m["compute"]
     assert c["on_policy_batches"] == 1 and c["teacher_forward_passes"] == 4 and 4 <= c["student_sampled_tokens"] <= 64
     assert m["final_loss"] is not None and m["final_loss"] == m["final_loss"]  # a number, not NaN
+
+
+def test_fewer_traces_than_one_batch_are_refused_before_loading(hub_student_qwen2, hub_student_llama, traces8, tmp_path):
+    from r1_distill.errors import UserError
+
+    with pytest.raises(UserError, match="8 kept traces are fewer than one batch of 16"):
+        train(TrainConfig(student=str(hub_student_qwen2), teacher=str(hub_student_llama), method="on-policy",
+                          traces=str(traces8), out=str(tmp_path / "s"), per_device_batch=4, effective_batch=16))
+    with pytest.raises(UserError, match="no --divergence or --beta"):
+        run(hub_student_qwen2, hub_student_llama, traces8, tmp_path / "s", divergence="forward")
+    assert not (tmp_path / "s").exists()

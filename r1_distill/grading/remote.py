@@ -75,22 +75,23 @@ def open_runner(spec: str = "local", lifetime_s: float = 300.0) -> Iterator[Runn
             yield runner
 
 
+PROBE_OUTPUT = 4000  # characters a probe prints: Piston's stock output cap (1,024) would drop correct answers
+
+
 def require_sandbox(spec: str) -> None:
-    """Before a run with code problems: the sandbox runs a one-line program, or a UserError says why not
-    (rather than every code completion failing as unavailable after the run). E2B is checked for its
-    SDK and key only: a cloud sandbox is not started just to look."""
-    kind, _ = parse_spec(spec)
+    """Before a run with code problems: the sandbox runs a small program under the default limits (E2B:
+    one sandbox is started, which checks the key and quota), or a UserError says why not, rather than
+    every code completion failing as unavailable after the run."""
+    parse_spec(spec)
     try:
-        if kind == "e2b":
-            E2BRunner(60.0)
-            return
         with open_runner(spec) as run:
-            result = run("print(6 * 7)", "", Limits())
+            result = run(f"print(6 * 7)\nprint('x' * {PROBE_OUTPUT})", "", Limits())
     except SandboxUnavailable as exc:
         raise UserError(f"the code sandbox ({spec}) cannot run programs: {exc}") from None
-    if not result.ok or result.stdout.strip() != "42":
-        raise UserError(f"the code sandbox ({spec}) failed a one-line program: {result.reason or 'exit 0'}; "
-                        f"stdout {result.stdout[:80]!r}, stderr {result.stderr.strip()[-200:]!r}")
+    if not result.ok or result.stdout.split() != ["42", "x" * PROBE_OUTPUT]:
+        raise UserError(f"the code sandbox ({spec}) failed a small program (printing {PROBE_OUTPUT} characters): "
+                        f"{result.reason or 'wrong output'}; stdout {result.stdout[:60]!r}, "
+                        f"stderr {result.stderr.strip()[-200:]!r}")
 
 
 # the local sandbox's words for each limit, so that every runner's reasons read alike
@@ -141,7 +142,7 @@ class PistonRunner:
         except httpx.HTTPError as exc:
             raise SandboxUnavailable(
                 f"Piston at {self.url} cannot be reached ({type(exc).__name__}: {str(exc)[:100]}): start it "
-                f"(docker run -p 2000:2000 ghcr.io/engineer-man/piston, then install python) or fix --sandbox piston:URL"
+                f"(docker run -p 2000:2000 -e PISTON_RUN_TIMEOUT=60000 -e PISTON_OUTPUT_MAX_SIZE=1048576 ghcr.io/engineer-man/piston, then install python) or fix --sandbox piston:URL"
             ) from None
         seconds = time.monotonic() - started
         if response.status_code >= 400:
@@ -179,7 +180,9 @@ def piston_result(run: dict, limits: Limits, seconds: float) -> RunResult:
             reason = _cpu_reason(limits)
         else:
             code, reason = None, _wall_reason(limits)
-    elif status in ("OL", "EL") or len(stdout.encode("utf-8", "replace")) > cap:
+    elif status in ("OL", "EL"):  # the server's own cap, PISTON_OUTPUT_MAX_SIZE (stock: 1,024 characters)
+        reason = f"output limit: over the Piston server's cap ({message or status}; raise PISTON_OUTPUT_MAX_SIZE)"
+    elif len(stdout.encode("utf-8", "replace")) > cap:
         reason = _output_reason(limits)
     elif sig == "SIGKILL" and "MemoryError" not in stderr:  # SG: the memory cgroup; no status: an old server's cap
         reason = f"memory limit: over {limits.memory_mb} MiB, killed" if status == "SG" else "killed by SIGKILL"
@@ -260,7 +263,7 @@ class E2BRunner:
         except Exception as exc:
             raise SandboxUnavailable(f"E2B: running the program failed ({type(exc).__name__}: {str(exc)[:150]})") from None
         seconds = time.monotonic() - started
-        if code == 124 and seconds >= limits.wall_s:
+        if code in (124, 137) and seconds >= limits.wall_s:  # `timeout` ran out (137: it had to SIGKILL)
             code = None
         reason = _reason(code, stderr or "", limits)
         return RunResult(exit_code=code, stdout=stdout or "", stderr=(stderr or "")[-4000:], seconds=seconds,
