@@ -177,11 +177,9 @@ def evaluate(config: EvalConfig) -> dict:
     if unanswered:
         raise UserError(f"{len(unanswered)} of {len(prompts)} problems in {config.bench} have no reference answer "
                         f"(field '{config.answer_field}', first: {unanswered[0]}): pass --answer-field NAME")
-    from r1_distill.grading.code import is_code_reference
-    from r1_distill.grading.remote import require_sandbox
+    from r1_distill.grading.code import require_sandbox_for
 
-    if any(is_code_reference(str(p.answer)) for p in prompts):
-        require_sandbox(config.sandbox)  # before any sampling
+    require_sandbox_for((p.answer for p in prompts), config.sandbox)  # before any sampling
     out = Path(config.out)
     claim_run(out, run_identity(config, load_prompts(config.bench, problem_field=config.problem_field,
                                                      answer_field=config.answer_field, id_field=config.id_field,

@@ -30,6 +30,7 @@ R1_ZERO_TEMPLATE = (
     "User: {prompt}. Assistant: <think>\n")
 
 REWARDS = ("correctness", "format", "arithmetic", "language", "repetition", "length", "code")
+SANDBOX_REWARDS = ("correctness", "code")  # the rewards that run code problems' tests
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None
     for name in names:
         if name not in REWARDS:
             raise UserError(f"unknown reward {name!r}: choose from {', '.join(REWARDS)}")
-        options = {"max_words": max_tokens} if name == "length" else {"sandbox": sandbox} if name in ("correctness", "code") else {}
+        options = {"max_words": max_tokens} if name == "length" else {"sandbox": sandbox} if name in SANDBOX_REWARDS else {}
         functions.append(reward_function(name, **options))
     return functions
 
@@ -123,8 +124,8 @@ def _plot_rewards(history: list[dict], path: Path) -> None:
 
 
 def grpo(config: GRPORunConfig) -> dict:
-    from r1_distill.grading.code import is_code_reference
-    from r1_distill.grading.remote import parse_spec, require_sandbox
+    from r1_distill.grading.code import require_sandbox_for
+    from r1_distill.grading.remote import parse_spec
 
     parse_spec(config.sandbox)  # a bad --sandbox fails before torch is even imported
     import importlib.util
@@ -145,9 +146,8 @@ def grpo(config: GRPORunConfig) -> dict:
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
     rewards = build_reward_functions(config.rewards, max_tokens=config.max_completion_tokens_penalty, sandbox=config.sandbox)
     dataset = build_prompt_dataset(config, suffix)
-    if any(name in ("correctness", "code") for name in config.rewards) and any(
-            is_code_reference(str(a)) for a in dataset["answer"]):
-        require_sandbox(config.sandbox)
+    if any(name in SANDBOX_REWARDS for name in config.rewards):
+        require_sandbox_for(dataset["answer"], config.sandbox)
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         model_config = AutoConfig.from_pretrained(config.model)

@@ -220,7 +220,6 @@ class BatchEngine:
     def is_eog(self, token: int) -> bool:
         return bool(self.L.llama_vocab_is_eog(self.vocab, token))
 
-
     # -- requests ---------------------------------------------------------------------------------
     @property
     def healthy(self) -> bool:

@@ -17,8 +17,8 @@ from r1_distill.manifest import write_manifest
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
-from r1_distill.grading.code import is_code_reference
-from r1_distill.grading.remote import parse_spec, require_sandbox
+from r1_distill.grading.code import require_sandbox_for
+from r1_distill.grading.remote import parse_spec
 from r1_distill.grading.pool import GradingPool, available_cpus
 
 # order matters: a dropped trace's reason is its first failing check
@@ -156,8 +156,6 @@ def filter_traces(config: FilterConfig) -> dict:
     if not records:
         raise UserError(f"no trace records in {config.traces}")
     refs = _load_references(config.reference)
-    if any(is_code_reference(str(r.reference_answer or refs.get(r.problem_id, ""))) for r in records):
-        require_sandbox(config.sandbox)
     decon = Decontaminator(config.decontaminate, config.ngram) if config.decontaminate else None
     if not (0 <= config.min_pass_rate <= config.max_pass_rate <= 1):
         raise UserError("pass-rate band must satisfy 0 <= --min-pass-rate <= --max-pass-rate <= 1")
@@ -184,6 +182,7 @@ def filter_traces(config: FilterConfig) -> dict:
         r.checks["duplicate_trace"] = CheckResult(
             passed=first_sample == r.sample_index,
             reason=f"same trace as sample {first_sample}" if first_sample != r.sample_index else "unique")
+    require_sandbox_for((r.reference_answer for r in records), config.sandbox)
     graded_at = time.perf_counter()
     graded, grading_cpu_s = run_checks(records, config)
     for r, verdicts in zip(records, graded):

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .parts import TraceParts, Verdict
-from .remote import Runner, extra_seconds, open_runner
+from .remote import Runner, extra_seconds, open_runner, require_sandbox
 from .sandbox import Limits, SandboxUnavailable, run_python
 
 KEY = "code_tests"
@@ -51,6 +51,13 @@ def code_reference(tests: Any, *, limits: Optional[dict] = None) -> str:
 
 def is_code_reference(reference: str) -> bool:
     return reference.lstrip().startswith('{"' + KEY + '"')
+
+
+def require_sandbox_for(references: Iterable[Optional[str]], sandbox: str) -> None:
+    """Before a run: where any reference is a code problem's tests, the sandbox must run a program
+    (grading.remote.require_sandbox; a UserError says why not)."""
+    if any(ref is not None and is_code_reference(str(ref)) for ref in references):
+        require_sandbox(sandbox)
 
 
 def _tests_and_limits(reference: str) -> tuple[list[dict], Limits]:
