@@ -4,9 +4,12 @@ fixtures (../shared/fixtures) are absent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,36 @@ def until(check, seconds: float, every: float = 0.2):
 
 def bare(text: str) -> str:
     return "".join(text.split())  # a reopened answer may be drawn with other line breaks
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """The handler of a stand-in server (a service that cannot run here): quiet, JSON in and out."""
+
+    def log_message(self, *args):
+        pass
+
+    def read_json(self):
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def send_json(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def stand_in_server(handler: type[BaseHTTPRequestHandler]):
+    """A real HTTP server on 127.0.0.1 in a thread, for the handler: yields its root URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +160,15 @@ def task_traces(tmp_path_factory) -> Path:
     for split in ("prompt", "heldout"):
         (root / f"{split}.jsonl").write_text("".join(json.dumps(p.as_prompt_row()) + "\n" for p in splits[split]))
     return root
+
+
+def first_kept(task_traces: Path, n: int, folder: Path) -> Path:
+    """The first n of task_traces' kept traces, as a kept.jsonl of their own in `folder`."""
+    from r1_distill.traces import read_traces, write_traces
+
+    path = folder / f"kept{n}.jsonl"
+    write_traces(path, list(read_traces(task_traces / "kept.jsonl"))[:n])
+    return path
 
 
 class RecordingEndpoint:

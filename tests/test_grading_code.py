@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import JsonHandler, stand_in_server
 from r1_distill.grading import TraceParts, grade, reward_function
 from r1_distill.grading.code import code_reference, wall_limit
 from r1_distill.grading.pool import GradingPool
@@ -191,43 +192,28 @@ def test_ten_grpo_steps_with_the_code_reward(small_vocab_model, tmp_path):
 def scripted_teacher():
     """An OpenAI-compatible endpoint that answers each code problem once with its reference solution
     and once with its broken one: a teacher whose outputs we know, so eval's figures are known."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     served, prompts, lock = {}, [], threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self):
-            self._send({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+            self.send_json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
         def do_POST(self):
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            request = self.read_json()
             user = request["messages"][-1]["content"]
             problem = next(p for p in PROBLEMS if user.startswith(p["problem"]))
             with lock:
                 prompts.append(user)
                 n = served[problem["id"]] = served.get(problem["id"], 0) + 1
             program = problem["solution"] if n % 2 else problem["broken"]
-            self._send({"id": f"r{n}", "object": "chat.completion", "created": 0, "model": "scripted",
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "reasoning_content": "I will write it.",
-                            "content": f"Here is the program:\n\n```python\n{program}```"}}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}})
+            self.send_json(200, {"id": f"r{n}", "object": "chat.completion", "created": 0, "model": "scripted",
+                                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                     "role": "assistant", "reasoning_content": "I will write it.",
+                                     "content": f"Here is the program:\n\n```python\n{program}```"}}],
+                                 "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", prompts
-    server.shutdown()
+    with stand_in_server(Handler) as url:
+        yield url + "/v1", prompts
 
 
 def test_eval_on_code_problems_end_to_end(scripted_teacher, tmp_path):

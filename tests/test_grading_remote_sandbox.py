@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from conftest import JsonHandler, stand_in_server
 from r1_distill.grading import TraceParts, grade, reward_function
 from r1_distill.grading.code import code_reference
 from r1_distill.grading.pool import GradingPool
@@ -69,41 +69,27 @@ def piston():
     """A stand-in Piston v2 server: (its URL, the requests it received)."""
     received, lock = [], threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, status: int, body) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_POST(self):
             if self.path != "/api/v2/execute":
-                return self._send(404, {"message": "Not found"})
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                return self.send_json(404, {"message": "Not found"})
+            request = self.read_json()
             with lock:
                 received.append(request)
             if request.get("language") != "python" or not isinstance(request.get("version"), str):
-                return self._send(400, {"message": f"{request.get('language')}-{request.get('version')} runtime is unknown"})
+                return self.send_json(400, {"message": f"{request.get('language')}-{request.get('version')} runtime is unknown"})
             if not request.get("files") or not request["files"][0].get("content"):
-                return self._send(400, {"message": "files[0].content is required as a string"})
+                return self.send_json(400, {"message": "files[0].content is required as a string"})
             if request["run_timeout"] > CAPS["run_timeout"]:
-                return self._send(400, {"message": f"run_timeout cannot exceed the configured limit of {CAPS['run_timeout']}"})
+                return self.send_json(400, {"message": f"run_timeout cannot exceed the configured limit of {CAPS['run_timeout']}"})
             run = _piston_run(request)
             if CAPS["output_max_size"] and len(run["stdout"]) > CAPS["output_max_size"]:
                 run.update(stdout=run["stdout"][:CAPS["output_max_size"]], code=None, signal="SIGKILL", status="OL",
                            message="stdout length exceeded")
-            self._send(200, {"language": "python", "version": "3.12.0", "run": run})
+            self.send_json(200, {"language": "python", "version": "3.12.0", "run": run})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    with stand_in_server(Handler) as url:
+        yield url, received
 
 
 def _records() -> list[TraceRecord]:

@@ -8,18 +8,17 @@ import sys
 
 import pytest
 
+from conftest import JsonHandler, first_kept, stand_in_server
 from r1_distill.distill.train import TrainConfig, train
 from r1_distill.errors import UserError
-from r1_distill.traces import read_traces, write_traces
+from r1_distill.traces import write_traces
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def prompts32(task_traces, tmp_path_factory):
-    path = tmp_path_factory.mktemp("op") / "kept32.jsonl"
-    write_traces(path, list(read_traces(task_traces / "kept.jsonl"))[:32])
-    return path
+    return first_kept(task_traces, 32, tmp_path_factory.mktemp("op"))
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +147,6 @@ def test_url_teacher_probe_reads_every_tokenize_dialect(hub_student_qwen2):
     """The tokenizer probe against a stand-in server: llama-server's /tokenize answers 200 with no tokens to a
     body without `content` (so the probe must go on to its dialect), a server of another family answers other
     ids, and one without /tokenize cannot be checked."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from transformers import AutoTokenizer
 
     from r1_distill.distill.onpolicy import Compute, ServerScorer
@@ -158,39 +154,23 @@ def test_url_teacher_probe_reads_every_tokenize_dialect(hub_student_qwen2):
     tok = AutoTokenizer.from_pretrained(hub_student_qwen2)
     behaviour = {"tokenize": "llama-server"}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self):
-            self._send(200, {"data": [{"id": "teacher"}]})
+            self.send_json(200, {"data": [{"id": "teacher"}]})
 
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             if behaviour["tokenize"] == "none":
-                return self._send(404, {"error": "not found"})
+                return self.send_json(404, {"error": "not found"})
             if "content" not in body:
-                return self._send(200, {"tokens": []})  # llama-server's answer to a body it does not read
+                return self.send_json(200, {"tokens": []})  # llama-server's answer to a body it does not read
             ids = tok(body["content"], add_special_tokens=False)["input_ids"]
-            self._send(200, {"tokens": ids if behaviour["tokenize"] == "llama-server" else [i + 1 for i in ids]})
+            self.send_json(200, {"tokens": ids if behaviour["tokenize"] == "llama-server" else [i + 1 for i in ids]})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        scorer = ServerScorer(f"http://127.0.0.1:{server.server_address[1]}", Compute())
+    with stand_in_server(Handler) as url:
+        scorer = ServerScorer(url, Compute())
         assert scorer.tokenizes_like(tok) is True
         behaviour["tokenize"] = "other family"
         assert scorer.tokenizes_like(tok) is False
         behaviour["tokenize"] = "none"
         assert scorer.tokenizes_like(tok) is None
-    finally:
-        server.shutdown()
-        server.server_close()

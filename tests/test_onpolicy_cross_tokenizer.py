@@ -6,17 +6,15 @@ import json
 
 import pytest
 
+from conftest import first_kept
 from r1_distill.distill.train import TrainConfig, train
-from r1_distill.traces import read_traces, write_traces
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def traces8(task_traces, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cross") / "kept8.jsonl"
-    write_traces(path, list(read_traces(task_traces / "kept.jsonl"))[:8])
-    return path
+    return first_kept(task_traces, 8, tmp_path_factory.mktemp("cross"))
 
 
 def run(student, teacher, traces, out, **options):
