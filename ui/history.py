@@ -14,6 +14,7 @@ nothing and no browser id a page makes up can reach it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -53,7 +54,13 @@ def user_secret() -> str:
 
 
 def _kept_secret(name: str) -> str:
-    path = chat_data_dir() / name
+    return _secret_at(chat_data_dir() / name)
+
+
+@functools.lru_cache(maxsize=None)
+def _secret_at(path: Path) -> str:
+    """Read (or made) once a process: owner() asks on every request, and a secret that changed under a
+    running app would lose every user's list."""
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()
     secret = secrets.token_urlsafe(24)
