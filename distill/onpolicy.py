@@ -395,11 +395,6 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
         except ValueError as exc:  # e.g. the embedding matrices differ in size
             raise UserError(f"TRL's {LocalTrainer.__name__} refused the teacher: {str(exc).splitlines()[0]}") from None
         _count_local(trainer, compute)
-        # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
-        # untrained row sampled on-policy has no text (GOLD's alignment fails on it) and teaches nothing
-        rows = model.get_input_embeddings().weight.shape[0]
-        if rows > len(tokenizer):
-            trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
     else:
         from datasets import Dataset
         from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
@@ -432,6 +427,12 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
             trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         assert trainer.teacher_client is scorer
 
+    # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
+    # untrained row sampled on-policy has no text (GOLD's alignment fails on it), is beyond a teacher
+    # server's vocabulary, and teaches nothing. Every trainer here samples with its generation_config.
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows > len(tokenizer):
+        trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
     result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
 
     tokenizer.chat_template = read_template(spec.template)
