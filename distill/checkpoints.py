@@ -29,13 +29,23 @@ def last_complete_checkpoint(checkpoints: Path, *, remove: bool = True) -> Path 
 
 
 class SaveEveryMinutes(TrainerCallback):
-    """Also save when `minutes` have passed since the last checkpoint (long runs on few, slow steps)."""
+    """Also save when `minutes` have passed since the last checkpoint (long runs on few, slow steps).
+
+    Saving is collective under ZeRO-3 and FSDP (the weights are gathered), so every worker must save at the same
+    step: the main process reads its clock and the others take its decision (a broadcast each step, a few bytes)."""
 
     def __init__(self, minutes: float):
         self.seconds, self.last = minutes * 60, time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.last >= self.seconds:
+        due = time.monotonic() - self.last >= self.seconds
+        if args.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+
+            decision = [due]
+            broadcast_object_list(decision, from_process=0)
+            due = decision[0]
+        if due:
             control.should_save = True
         return control
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch, engine_of,
+                                            refuse_launch_that_cannot_run_here, refuse_one_process_on_many_gpus, weights_dtype)
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -54,6 +56,11 @@ class GRPORunConfig:
     method: str = "full"  # full | lora
     use_vllm: Optional[bool] = None  # default: when vllm is installed and a GPU is present
     vllm_server: Optional[str] = None  # URL of `trl vllm-serve`; default: colocate
+    # colocated vLLM: its context (default: the longest prompt + max_completion_length, not the model's 131k),
+    # its share of the GPU, and GPUs per engine
+    vllm_max_model_length: Optional[int] = None
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
     problem_field: str = "problem"
     answer_field: str = "answer"
     id_field: str = "id"
@@ -64,7 +71,34 @@ class GRPORunConfig:
     seed: int = 0
     print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
+    precision: Optional[str] = None  # bf16 | fp32; default: bf16 on a GPU, fp32 on a CPU
+    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES
     sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
+
+
+GENERATORS = {"vllm-colocate": "vLLM, colocated on the training GPUs", "vllm-server": "vLLM at the --vllm-server URL",
+              "transformers": "transformers' generate (no vLLM: slow for long completions)"}
+
+
+def choose_generator(config: GRPORunConfig, cuda: bool) -> str:
+    """vllm-colocate, vllm-server or transformers: vLLM where asked for or available on a GPU; asking for it where
+    it cannot run is an error, never a silent fall back to the much slower transformers generation."""
+    import importlib.util
+
+    wanted = config.use_vllm if config.use_vllm is not None else (bool(config.vllm_server) or None)
+    have = importlib.util.find_spec("vllm") is not None
+    if wanted is None:
+        wanted = cuda and have
+    if not wanted:
+        return "transformers"
+    if not have:
+        raise UserError("vLLM is not installed in this environment, and GRPO's vLLM generation runs inside the trainer's "
+                        "environment: pip install 'r1-distill[gpu]' (the tested vLLM/TRL set), or leave out "
+                        "--use-vllm/--vllm-server to generate with transformers")
+    if not cuda and not config.vllm_server:
+        raise UserError("colocated vLLM needs a GPU: use --vllm-server URL (`trl vllm-serve`), or generate with "
+                        "transformers (leave out --use-vllm)")
+    return "vllm-server" if config.vllm_server else "vllm-colocate"
 
 
 def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None, sandbox: str = "local") -> list:
@@ -128,14 +162,13 @@ def grpo(config: GRPORunConfig) -> dict:
     from r1_distill.grading.remote import parse_spec
 
     parse_spec(config.sandbox)  # a bad --sandbox fails before torch is even imported
-    import importlib.util
-
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
-    from r1_distill.distill.train import checkpointing_arg, lora_config, run_trainer, save_trained_model
+    from r1_distill.distill.train import (checkpointing_arg, lora_config, partitioned_at_load, run_trainer,
+                                          save_trained_model)
     from r1_distill.registry import load_registry, read_template
 
     if config.template not in ("chat", "r1-zero"):
@@ -160,30 +193,52 @@ def grpo(config: GRPORunConfig) -> dict:
         tokenizer, plan = prepare_tokenizer(tokenizer, model_config, format_spec(registry, "r1-distill"), registry)
         if plan.changed_ids or not had_template:
             tokenizer.chat_template = read_template("r1-distill")
+    launch = current_launch()
+    refuse_one_process_on_many_gpus("grpo")
     cuda = torch.cuda.is_available()
-    use_vllm = config.use_vllm if config.use_vllm is not None else (cuda and importlib.util.find_spec("vllm") is not None)
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.bfloat16 if cuda else torch.float32)
-    if plan is not None:
-        prepare_model(model, plan, tokenizer)
-    peft_config = None
-    if config.method == "lora":
-        peft_config = lora_config(model, plan, r=16, alpha=32)
-    elif config.method != "full":
+    refuse_launch_that_cannot_run_here(launch, cuda=cuda)
+    generator = choose_generator(config, cuda)
+    use_vllm = generator != "transformers"
+    if launch.main:
+        print(f"generating with {GENERATORS[generator]}", flush=True)
+    precision = config.precision or ("bf16" if cuda else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    if config.method not in ("full", "lora"):
         raise UserError(f"unknown method {config.method!r}: full or lora")
+    longest_prompt = max(len(tokenizer(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                                       if isinstance(p, list) else p, add_special_tokens=False)["input_ids"])
+                         for p in dataset["prompt"])
 
     out = Path(config.out)
     checkpoints = out / "checkpoints"
+    # The arguments come before the model: under ZeRO-3 they hold the DeepSpeed config that from_pretrained
+    # reads to load each worker's share only (zero.Init), and they make the process group with their timeout.
     args = GRPOConfig(
         output_dir=str(checkpoints), max_steps=config.steps, learning_rate=config.learning_rate, beta=config.beta,
         num_generations=config.num_generations, per_device_train_batch_size=config.num_generations * config.prompts_per_step,
         gradient_accumulation_steps=1, steps_per_generation=1, temperature=config.temperature, top_p=config.top_p,
         max_completion_length=config.max_completion_length, reward_weights=config.reward_weights,
-        logging_steps=1, save_steps=config.save_steps, save_total_limit=2, bf16=cuda, use_cpu=not cuda,
-        report_to="none", seed=config.seed, use_vllm=use_vllm,
+        logging_steps=1, save_steps=config.save_steps, save_total_limit=2, bf16=precision == "bf16", use_cpu=not cuda,
+        report_to="none", seed=config.seed, use_vllm=use_vllm, ddp_timeout=int(config.collective_timeout_minutes * 60),
         vllm_mode="server" if config.vllm_server else "colocate",
         **({"vllm_server_base_url": config.vllm_server} if config.vllm_server else {}),
-        **checkpointing_arg(cuda), lr_scheduler_type="constant", warmup_steps=0,
+        vllm_max_model_length=config.vllm_max_model_length or longest_prompt + config.max_completion_length,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=config.vllm_tensor_parallel_size,
+        **checkpointing_arg(cuda and launch.backend != "fsdp"), lr_scheduler_type="constant", warmup_steps=0,
     )
+    model = AutoModelForCausalLM.from_pretrained(
+        config.model, dtype=weights_dtype(precision, full=config.method == "full", launch=launch))
+    zero3_load = partitioned_at_load(model)
+    if plan is not None:
+        prepare_model(model, plan, tokenizer)
+        if use_vllm and plan.embedding_rows:
+            # vLLM loads the weights from config.model's folder: its embeddings would be the unprepared size
+            raise UserError(f"{config.model} needs {plan.embedding_rows[1] - plan.embedding_rows[0]} new embedding rows "
+                            "for R1's tokens, which vLLM's copy of the model would not have: distill it with "
+                            "`r1-distill train` first (that saves them), or generate with transformers (--no-vllm)")
+    peft_config = lora_config(model, plan, r=16, alpha=32) if config.method == "lora" else None
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config)
     result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
@@ -194,7 +249,8 @@ def grpo(config: GRPORunConfig) -> dict:
             prepare_model(fresh, plan, tokenizer)
         return fresh
 
-    save_trained_model(trainer, tokenizer, out, source=config.model, load_base=load_base if peft_config else None)
+    save_trained_model(trainer, tokenizer, out, source=config.model, load_base=load_base if peft_config else None,
+                       save_dtype=torch.bfloat16 if precision == "bf16" else None)
     if not trainer.is_world_process_zero():
         return {}
     history = trainer.state.log_history
@@ -206,7 +262,8 @@ def grpo(config: GRPORunConfig) -> dict:
                               "first_quarter": sum(values[: max(1, len(values) // 4)]) / max(1, len(values) // 4),
                               "last_quarter": sum(values[-max(1, len(values) // 4):]) / max(1, len(values) // 4)}
     metrics = {"steps": trainer.state.global_step, "prompts": len(dataset), "rewards": reward_means,
-               "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm,
+               "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm, "generator": generator,
+               "processes": launch.world, "distributed": engine_of(trainer, launch), "zero3_partitioned_at_load": zero3_load,
                "resumed": resume_from is not None, "chat_format": plan.as_dict() if plan else None}
     write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
     _plot_rewards(history, out / "rewards.png")

@@ -39,6 +39,10 @@ from r1_distill.errors import UserError
 
 DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
 PROBE_USER, PROBE_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"  # R1's chat markers: a probe of the special tokens too
+# vllm#42019: with prefix caching on (vLLM's default), prompt log-probabilities of cached positions can be stale
+VLLM_PREFIX_CACHING_NOTICE = ("notice: the teacher server {root} answers prompt_logprobs (vLLM): with prefix caching on, "
+                              "vLLM can score the same tokens differently by request order, so run it with "
+                              "`vllm serve ... --no-enable-prefix-caching`")
 
 
 @dataclass
@@ -153,10 +157,11 @@ class ServerScorer:
     ServerDistillationTrainer calls), top-1 only: the actual token's log-probability."""
 
     def __init__(self, root: str, compute: Compute, *, api_key: Optional[str] = None, workers: int = 4,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, announce: bool = True):
         import requests
 
         self.root, self.compute, self.workers, self.timeout = root, compute, workers, timeout
+        self.announce = announce  # this process prints the notices (the main rank)
         self.session = requests.Session()
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
@@ -239,8 +244,11 @@ class ServerScorer:
             raise ValueError("the URL teacher scores the sampled token only (top-1)")
         rows = None
         if self.prompt_logprobs is not False:
+            first = self.prompt_logprobs is None
             rows = self._vllm(sequences, prompt_lengths, temperature)
             self.prompt_logprobs = rows is not None
+            if first and rows is not None and self.announce:
+                print(VLLM_PREFIX_CACHING_NOTICE.format(root=self.root), flush=True)
         if rows is None:
             jobs = [(i, pos) for i, (seq, start) in enumerate(zip(sequences, prompt_lengths))
                     for pos in range(start, len(seq))]
@@ -296,9 +304,9 @@ def _divergence_name(beta: float, cross_tokenizer: bool) -> str:
 
 def train_on_policy(config: OnPolicyConfig) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from r1_distill.chat_format import prepare_model
+    from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch,
+                                                refuse_one_process_on_many_gpus, weights_dtype)
     from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, checkpointing_arg, prepared_tokenizer,
                                           r1_generation_config, resolve_student, run_trainer, save_trained_model)
     from r1_distill.files import write_text_atomic
@@ -311,12 +319,8 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     registry = load_registry(config.models_file)
     teacher = resolve_teacher(config.teacher, registry)
     if teacher.kind == "url":
-        if beta != 1.0:
-            raise UserError(f"a URL teacher returns the log-probability of the student's sampled tokens only: "
-                            f"--divergence reverse (not {_beta_name(beta)}); a local teacher supports forward KL and JSD")
-        if config.lmbda != 1.0:
-            raise UserError("a URL teacher trains fully on-policy: --lmbda 1 (mixing in the traces' completions "
-                            "needs a local teacher)")
+        _check_url_teacher_options(config, beta)
+    refuse_one_process_on_many_gpus("train")
     student, base, _recipe = resolve_student(TrainConfig(student=config.student, traces=config.traces, out=config.out,
                                                          models_file=config.models_file))
     records = [r for r in read_traces(config.traces) if r.kept is not False]
@@ -326,7 +330,10 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     cross_tokenizer, teacher_fast = None, True
     if teacher.kind == "local":
         cross_tokenizer, teacher_fast = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # read from the environment: PartialState() here would make the process group with torch's 10-minute
+    # timeout, and the training arguments' ddp_timeout would then be ignored
+    launch = current_launch()
+    world = launch.world
     per_device = config.per_device_batch
     accumulation = max(1, config.effective_batch // (per_device * world))
     if cross_tokenizer is not None:
@@ -348,10 +355,9 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     if precision not in ("bf16", "fp32"):
         raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
     bf16 = precision == "bf16"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    student_dtype = weights_dtype(precision, full=True, launch=launch)  # fp32 masters where nothing else keeps them
+    teacher_dtype = torch.bfloat16 if bf16 else torch.float32  # frozen: never updated, so bf16 loses nothing
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
-    model = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype=dtype)
-    prepare_model(model, plan, tokenizer)
 
     out = Path(config.out)
     checkpoints = out / "checkpoints"
@@ -360,8 +366,12 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                   per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
                   lr_scheduler_type="constant", warmup_steps=0, save_strategy="steps", save_steps=config.save_steps,
                   save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none", seed=config.seed,
+                  ddp_timeout=int(COLLECTIVE_TIMEOUT_MINUTES * 60),
                   **checkpointing_arg(checkpointing), temperature=config.temperature, beta=beta)
 
+    # Every TRL config below is made before any from_pretrained, and `args` stays referenced until the trainer
+    # holds it: under DeepSpeed ZeRO-3 the config's post-init registers the DeepSpeed config that makes
+    # from_pretrained partition the weights as they load (zero.Init), instead of each rank holding the whole model.
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
     if teacher.kind == "local":
         tokenizer.chat_template = read_template(spec.train_template)
@@ -370,7 +380,6 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
             raise UserError(f"all {too_long} traces are longer than --max-length {config.max_length} tokens")
         steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
         logging_steps = config.logging_steps or max(1, steps // 100)
-        teacher_model = AutoModelForCausalLM.from_pretrained(teacher.source, dtype=dtype)
         if cross_tokenizer is None:
             from trl.experimental.gkd import GKDConfig as LocalConfig, GKDTrainer as LocalTrainer
 
@@ -380,7 +389,7 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
             from trl.experimental.gold import GOLDConfig as LocalConfig, GOLDTrainer as LocalTrainer
 
             batch = per_device * accumulation
-            if len(dataset) % batch:
+            if len(dataset) % batch and launch.main:
                 print(f"warning: {len(dataset) % batch} of {len(dataset)} traces do not fill a batch of {batch} and are "
                       "left out each epoch (TRL's cross-tokenizer trainer samples whole batches)", flush=True)
             args = LocalConfig(**common, lmbda=config.lmbda, max_completion_length=config.max_new_tokens,
@@ -389,6 +398,8 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                                teacher_tokenizer_name_or_path=teacher.source,
                                # aligning by text needs byte offsets, which only fast tokenizers give
                                use_extended_uld=tokenizer.is_fast and teacher_fast)
+        model = _load_student(base, model_config, student_dtype, plan, tokenizer)
+        teacher_model = _load_teacher(teacher.source, teacher_dtype)
         try:
             trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
                                    processing_class=tokenizer)
@@ -407,17 +418,9 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
         args = ServerDistillationConfig(**common, teacher_model_server_url=teacher.source, loss_top_k=1,
                                         max_completion_length=config.max_new_tokens, disable_dropout=True,
                                         logging_steps=config.logging_steps or max(1, steps // 100))
-        scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key)
-        same = scorer.tokenizes_like(tokenizer)
-        if same is False:
-            raise UserError(f"the teacher server {teacher.source} tokenizes differently from the student: it would score "
-                            "token ids that mean other text to it. A URL teacher needs the student's tokenizer; use a "
-                            "teacher server of the student's family, or a local HF teacher (another tokenizer trains "
-                            "with TRL's GOLD)")
-        if same is None:
-            print(f"warning: the teacher server {teacher.source} has no /tokenize, so its tokenizer cannot be checked "
-                  "against the student's: a teacher of another family would give meaningless log-probabilities",
-                  flush=True)
+        scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key, announce=launch.main)
+        _check_server_tokenizer(scorer, tokenizer, teacher.source)
+        model = _load_student(base, model_config, student_dtype, plan, tokenizer)
         # the trainer builds TRL's VLLMClient (which needs vllm installed) as its teacher client: it gets ours
         from unittest import mock
 
@@ -427,17 +430,17 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
             trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         assert trainer.teacher_client is scorer
 
+    _sample_with_cache(trainer)
     # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
     # untrained row sampled on-policy has no text (GOLD's alignment fails on it), is beyond a teacher
     # server's vocabulary, and teaches nothing. Every trainer here samples with its generation_config.
-    rows = model.get_input_embeddings().weight.shape[0]
+    rows = _embedding_rows(model)
     if rows > len(tokenizer):
         trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
     result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
-
     tokenizer.chat_template = read_template(spec.template)
     tokenizer.padding_side = "right"
-    save_trained_model(trainer, tokenizer, out, source=base)
+    save_trained_model(trainer, tokenizer, out, source=base, save_dtype=torch.bfloat16 if bf16 else None)
     if not trainer.is_world_process_zero():
         return {}
     r1_generation_config(tokenizer).save_pretrained(out)
@@ -451,8 +454,10 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
                "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "processes": world, "precision": precision, "compute": compute.as_dict(), "cross_tokenizer": cross_tokenizer,
-               "chat_format": plan.as_dict()}
+               "processes": world, "precision": precision, "weights_dtype": str(student_dtype).removeprefix("torch."),
+               "activation_checkpointing": checkpointing, "generation_use_cache": trainer.generation_config.use_cache,
+               "generation_max_new_tokens": trainer.generation_config.max_new_tokens,
+               "compute": compute.as_dict(), "cross_tokenizer": cross_tokenizer, "chat_format": plan.as_dict()}
     _plot_loss(history, out / "loss.png")
     write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
     write_manifest(out, "train", config=config, inputs={"base": base, "teacher": teacher.source, "traces": config.traces,
@@ -460,6 +465,64 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                    outputs={"model": ".", "loss_plot": "loss.png"}, metrics=metrics)
     write_text_atomic(out / "README.md", _model_card(config, base, metrics))
     return metrics
+
+
+def _check_url_teacher_options(config: OnPolicyConfig, beta: float) -> None:
+    if beta != 1.0:
+        raise UserError(f"a URL teacher returns the log-probability of the student's sampled tokens only: "
+                        f"--divergence reverse (not {_beta_name(beta)}); a local teacher supports forward KL and JSD")
+    if config.lmbda != 1.0:
+        raise UserError("a URL teacher trains fully on-policy: --lmbda 1 (mixing in the traces' completions "
+                        "needs a local teacher)")
+    if config.temperature != 1.0:
+        raise UserError(f"--temperature {config.temperature:g} with a URL teacher: a teacher server scores tokens at "
+                        "temperature 1 (vLLM's prompt log-probabilities are the raw ones), so the student's tempered "
+                        "samples would be compared with the wrong distribution; leave --temperature at 1, or use a "
+                        "local teacher (which tempers both models alike)")
+
+
+def _check_server_tokenizer(scorer: "ServerScorer", tokenizer, source: str) -> None:
+    same = scorer.tokenizes_like(tokenizer)
+    if same is False:
+        raise UserError(f"the teacher server {source} tokenizes differently from the student: it would score "
+                        "token ids that mean other text to it. A URL teacher needs the student's tokenizer; use a "
+                        "teacher server of the student's family, or a local HF teacher (another tokenizer trains "
+                        "with TRL's GOLD)")
+    if same is None and scorer.announce:
+        print(f"warning: the teacher server {source} has no /tokenize, so its tokenizer cannot be checked "
+              "against the student's: a teacher of another family would give meaningless log-probabilities",
+              flush=True)
+
+
+def _load_student(base: str, model_config, dtype, plan, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from r1_distill.chat_format import prepare_model
+
+    model = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype=dtype)
+    prepare_model(model, plan, tokenizer)
+    return model
+
+
+def _load_teacher(source: str, dtype):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+
+
+def _embedding_rows(model) -> int:
+    weight = model.get_input_embeddings().weight
+    return getattr(weight, "ds_shape", weight.shape)[0]  # a ZeRO-3 partitioned parameter's own shape is empty
+
+
+def _sample_with_cache(trainer) -> None:
+    """Sampling keeps its KV cache. GKD turns it off whenever activation checkpointing is on, and each new
+    token then recomputes the whole prefix; but TRL switches checkpointing off around generation
+    (unwrap_model_for_generation), so the cache is safe there."""
+    trainer.generation_config.use_cache = True
+    kwargs = getattr(trainer, "generation_kwargs", None)
+    if isinstance(kwargs, dict):  # the override transformers < 5 generates with
+        kwargs["use_cache"] = True
 
 
 def _count_local(trainer, compute: Compute) -> None:

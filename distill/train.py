@@ -8,7 +8,7 @@
 * full, LoRA or QLoRA (bitsandbytes 4-bit, GPU) through PEFT; resumes from the last checkpoint.
 * Writes an HF model folder with the inference template (forces "<think>\\n"), a manifest, a model
   card and the loss curve as PNG.
-Multi-GPU and multi-node: `accelerate launch --config_file configs/zero3.yaml -m r1_distill train ...`.
+Multi-GPU and multi-node: `accelerate launch --config_file distill/accelerate/zero3.yaml -m r1_distill train ...`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,8 +25,10 @@ from r1_distill.chat_format import (FormatPlan, FormatSpec, embedding_modules, f
                                     prepare_tokenizer)
 from r1_distill.distill.checkpoints import SaveEveryMinutes, last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
+from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, Launch, current_launch, engine_of,
+                                            refuse_launch_that_cannot_run_here, refuse_one_process_on_many_gpus, weights_dtype)
 from r1_distill.errors import UserError, require
-from r1_distill.files import carry_tokenizer_files, write_text_atomic
+from r1_distill.files import carry_tokenizer_files, write_json_atomic, write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
 from r1_distill.registry import Recipe, Registry, load_registry, read_template
 from r1_distill.traces import read_traces
@@ -52,6 +55,8 @@ class TrainConfig:
     seed: int = 0
     print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
     models_file: Optional[str] = None
+    dataset_num_proc: Optional[int] = None  # tokenizing processes; default: every core for large trace sets
+    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES  # how long a worker waits for the others
     # method "on-policy" (distill/onpolicy.py): the teacher scores the student's own samples
     teacher: Optional[str] = None
     lmbda: Optional[float] = None
@@ -110,6 +115,14 @@ def to_messages(record) -> list[dict]:
             {"role": "assistant", "content": record.answer, "reasoning_content": record.reasoning}]
 
 
+def _encode(messages: list[dict], tokenizer) -> dict:
+    return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+
+
+NO_TRAINED_SPAN = ("the training chat template marks no assistant tokens for loss: it needs {% generation %} markers "
+                   "(r1_distill/templates/r1-distill-train.jinja)")
+
+
 def build_dataset(records, tokenizer, max_length: int):
     """Conversational rows that fit max_length, and how many did not. Each row's trained span is checked."""
     from datasets import Dataset
@@ -117,18 +130,105 @@ def build_dataset(records, tokenizer, max_length: int):
     rows, too_long, lengths = [], 0, []
     for record in records:
         messages = to_messages(record)
-        encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                                return_assistant_tokens_mask=True)
+        encoded = _encode(messages, tokenizer)
         n = len(encoded["input_ids"])
         if n > max_length:
             too_long += 1
             continue
         if not any(encoded["assistant_masks"]):
-            raise UserError("the training chat template marks no assistant tokens for loss: it needs "
-                            "{% generation %} markers (r1_distill/templates/r1-distill-train.jinja)")
+            raise UserError(NO_TRAINED_SPAN)
         rows.append({"messages": messages})
         lengths.append(n)
     return (Dataset.from_list(rows) if rows else None), too_long, lengths
+
+
+# below this many traces tokenizing in one process is quicker than starting workers, and needs no progress bar
+PARALLEL_TOKENIZE_FROM = 5000
+
+
+def _tokenize_row(row: dict, tokenizer) -> dict:
+    encoded = _encode(row["messages"], tokenizer)
+    ids, mask = encoded["input_ids"], encoded["assistant_masks"]
+    return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)], "length": len(ids),
+            "trained": any(mask)}
+
+
+def tokenized_dataset(records, tokenizer, max_length: int, *, num_proc: Optional[int] = None):
+    """The rows TRL's SFTTrainer trains on as they are (input_ids; labels -100 outside the trained span), so
+    TRL tokenizes nothing again; rows over max_length are dropped and counted. Tokenized on `num_proc` cores
+    (default: all of them for large sets). Returns (dataset or None, dropped, lengths)."""
+    from datasets import Dataset
+
+    messages = Dataset.from_list([{"messages": to_messages(r)} for r in records])
+    if num_proc is None and len(records) >= PARALLEL_TOKENIZE_FROM:
+        num_proc = min(len(os.sched_getaffinity(0)), 32)
+    encoded = messages.map(_tokenize_row, fn_kwargs={"tokenizer": tokenizer}, remove_columns=["messages"],
+                           num_proc=num_proc if num_proc and num_proc > 1 else None, desc="tokenizing traces")
+    if not all(encoded["trained"]):
+        raise UserError(NO_TRAINED_SPAN)
+    all_lengths = encoded["length"]
+    keep = [i for i, n in enumerate(all_lengths) if n <= max_length]
+    too_long = len(all_lengths) - len(keep)
+    if not keep:
+        return None, too_long, []
+    kept = encoded.select(keep) if too_long else encoded
+    return kept.remove_columns(["trained"]), too_long, [all_lengths[i] for i in keep]
+
+
+@contextmanager
+def dataset_bars(shown: bool):
+    """datasets' progress bars only where the work is long (a first small run is quiet)."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    if not shown:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was and not shown:
+            datasets.enable_progress_bars()
+
+
+def _dataset_key(config: "TrainConfig", base: str, tokenizer, max_length: int) -> str:
+    import hashlib
+
+    parts = [file_digest(config.traces) or "", base, str(max_length), tokenizer.chat_template or "",
+             str(len(tokenizer)), str(tokenizer.eos_token), str(tokenizer.bos_token)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def training_dataset(config: "TrainConfig", records, tokenizer, base: str, max_length: int, out: Path, args):
+    """`tokenized_dataset`, made once: the main process tokenizes and keeps it in OUT/checkpoints/tokenized while the others
+    wait (under the training arguments' collective timeout), then they read it; a rerun or a resume reads it too.
+    A worker that cannot see the main process's folder (no shared disk between nodes) tokenizes its own."""
+    from datasets import load_from_disk
+
+    folder, key = out / "checkpoints" / "tokenized", _dataset_key(config, base, tokenizer, max_length)
+    stamp = folder / "source.json"
+
+    def saved():
+        try:
+            found = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            return None
+        if found.get("key") != key:
+            return None
+        return load_from_disk(str(folder / "rows")) if found["rows"] else None, found["too_long"], found["lengths"]
+
+    with args.main_process_first(local=False, desc="tokenizing traces"), dataset_bars(len(records) >= PARALLEL_TOKENIZE_FROM):
+        if (found := saved()) is not None:
+            return found
+        dataset, too_long, lengths = tokenized_dataset(records, tokenizer, max_length, num_proc=args.dataset_num_proc)
+        if args.process_index == 0:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            if dataset is not None:
+                dataset.save_to_disk(str(folder / "rows"))
+            write_json_atomic(stamp, {"key": key, "rows": dataset is not None, "too_long": too_long, "lengths": lengths})
+        return dataset, too_long, lengths
 
 
 def _plot_loss(history: list[dict], path: Path) -> None:
@@ -148,12 +248,35 @@ def _plot_loss(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def quantization_kwargs(launch: Launch, *, bf16: bool, cuda: bool) -> dict:
+    """from_pretrained's 4-bit settings for QLoRA, by launch: each DDP worker on its own GPU; under ZeRO-3 and FSDP
+    no device map and a float storage dtype, which is what lets them shard the 4-bit weights (PEFT's and
+    bitsandbytes' QLoRA + DeepSpeed/FSDP recipes)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if bf16 else torch.float32
+    quant = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                 bnb_4bit_compute_dtype=compute)
+    if launch.sharded:
+        return {"quantization_config": BitsAndBytesConfig(**quant, bnb_4bit_quant_storage=compute), "dtype": compute}
+    return {"quantization_config": BitsAndBytesConfig(**quant), "device_map": {"": launch.local_rank if cuda else "cpu"}}
+
+
+def partitioned_at_load(model) -> Optional[dict]:
+    """Whether ZeRO-3 partitioned the parameters as they loaded (zero.Init): the share this worker holds."""
+    params = list(model.parameters())
+    if not any(hasattr(p, "ds_id") for p in params):
+        return None
+    total = sum(p.ds_numel for p in params)
+    held = sum(p.ds_tensor.numel() for p in params)
+    return {"parameters": total, "held_by_main_process": held}
+
+
 def train(config: TrainConfig) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
-
-    from accelerate import PartialState
 
     if config.method == "on-policy":
         from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
@@ -161,18 +284,24 @@ def train(config: TrainConfig) -> dict:
         return train_on_policy(OnPolicyConfig.from_train(config))
     if config.teacher:
         raise UserError("--teacher goes with --method on-policy")
+    launch = current_launch()
+    refuse_one_process_on_many_gpus("train")
     student, base, recipe = resolve_student(config)
     registry = load_registry(config.models_file)
-    main_process = PartialState().is_main_process
     method = config.method or recipe.method
     if method not in ("full", "lora", "qlora"):
         raise UserError(f"unknown method {method!r}: full, lora, qlora or on-policy")
+    cuda = torch.cuda.is_available()
+    refuse_launch_that_cannot_run_here(launch, cuda=cuda)
+    if method == "qlora" and launch.sharded and not cuda:
+        raise UserError(f"QLoRA under {launch.backend} needs CUDA GPUs (bitsandbytes' CPU 4-bit weights cannot be "
+                        "sharded): on a CPU use --method lora, or QLoRA in one process")
     max_length = config.max_length or recipe.max_length
     records = [r for r in read_traces(config.traces) if r.kept is not False]
     if not records:
         raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
     unfiltered = sum(r.kept is None for r in records)
-    if unfiltered and main_process:
+    if unfiltered and launch.main:
         from rich.console import Console
 
         Console(stderr=True).print(f"[yellow]warning: {unfiltered} of {len(records)} traces in {config.traces} were "
@@ -180,18 +309,47 @@ def train(config: TrainConfig) -> dict:
                                    "`r1-distill filter` and train on its kept.jsonl[/yellow]")
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
     tokenizer.chat_template = read_template(spec.train_template)
-    dataset, too_long, lengths = build_dataset(records, tokenizer, max_length)
-    if dataset is None:
-        raise UserError(f"all {too_long} traces are longer than --max-length {max_length} tokens and were dropped: "
-                        "raise --max-length (and the long-context settings) or filter with --max-tokens")
 
-    cuda = torch.cuda.is_available()
     precision = config.precision or ("bf16" if cuda else "fp32")
     if precision not in ("bf16", "fp32"):
         raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
     bf16 = precision == "bf16"
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
-    model_kwargs: dict = {"dtype": torch.bfloat16 if bf16 else torch.float32}
+    if launch.backend == "fsdp":
+        checkpointing = False  # FSDP2 checkpoints its layers itself (fsdp_activation_checkpointing): not twice over
+    # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
+    # CPU's SDPA does not. There --group-by-length cuts most of the padding instead; it is off by default
+    # because same-length batches are less mixed (on the demo's task it cost the teacher much accuracy).
+    padding_free = cuda and _has("flash_attn")
+    per_device = config.per_device_batch or recipe.per_device_batch
+    effective = config.effective_batch or recipe.effective_batch
+    accumulation = max(1, effective // (per_device * launch.world))
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    epochs = config.epochs or recipe.epochs
+    # The arguments come first: they make the process group (with their timeout) and, under ZeRO-3, the
+    # DeepSpeed config that from_pretrained reads to load each worker's share only (zero.Init).
+    sft = SFTConfig(
+        output_dir=str(checkpoints), num_train_epochs=epochs,
+        learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay, max_length=None, assistant_only_loss=False,
+        dataset_kwargs={"skip_prepare_dataset": True},  # rows come tokenized, with their labels
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=bf16, use_cpu=not cuda,
+        report_to="none", **checkpointing_arg(checkpointing), seed=config.seed, eos_token=tokenizer.eos_token,
+        dataset_num_proc=config.dataset_num_proc, ddp_timeout=int(config.collective_timeout_minutes * 60),
+        padding_free=padding_free,
+        use_liger_kernel=cuda and _has("liger_kernel"),
+        train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
+    )
+    dataset, too_long, lengths = training_dataset(config, records, tokenizer, base, max_length, out, sft)
+    if dataset is None:
+        raise UserError(f"all {too_long} traces are longer than --max-length {max_length} tokens and were dropped: "
+                        "raise --max-length (and the long-context settings) or filter with --max-tokens")
+    total_steps = math.ceil(math.ceil(len(dataset) / (per_device * launch.world)) / accumulation * epochs)
+    sft.logging_steps = config.logging_steps or max(1, total_steps // 100)
+
+    model_kwargs: dict = {"dtype": weights_dtype(precision, full=method == "full", launch=launch)}
     if student is not None and student.long_context and max_length > student.native_context:
         model_config.max_position_embeddings = student.long_context.max_position_embeddings
         rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
@@ -202,44 +360,16 @@ def train(config: TrainConfig) -> dict:
     if method == "qlora":
         # bitsandbytes >= 0.49 runs 4-bit on CPU too (slowly): fine for trying the path, the real thing is a GPU
         require("bitsandbytes", "gpu", "QLoRA")
-        from transformers import BitsAndBytesConfig
-
-        model_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32)
-        model_kwargs["device_map"] = {"": 0 if cuda else "cpu"}
+        model_kwargs.update(quantization_kwargs(launch, bf16=bf16, cuda=cuda))
         quantization = f"bitsandbytes nf4 ({'cuda' if cuda else 'cpu'})"
-    # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
-    # CPU's SDPA does not. There --group-by-length cuts most of the padding instead; it is off by default
-    # because same-length batches are less mixed (on the demo's task it cost the teacher much accuracy).
-    padding_free = cuda and _has("flash_attn")
     if padding_free:
         model_kwargs["attn_implementation"] = "flash_attention_2"
     model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
+    zero3_load = partitioned_at_load(model)
     prepare_model(model, plan, tokenizer)
     if method in ("lora", "qlora"):
         peft_config = lora_config(model, plan, r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=recipe.lora_dropout)
 
-    per_device = config.per_device_batch or recipe.per_device_batch
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    effective = config.effective_batch or recipe.effective_batch
-    accumulation = max(1, effective // (per_device * world))
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    epochs = config.epochs or recipe.epochs
-    total_steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * epochs)
-    logging_steps = config.logging_steps or max(1, total_steps // 100)
-    sft = SFTConfig(
-        output_dir=str(checkpoints), num_train_epochs=epochs,
-        learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
-        weight_decay=recipe.weight_decay, max_length=max_length, assistant_only_loss=True, logging_steps=logging_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none",
-        **checkpointing_arg(checkpointing), use_liger_kernel=cuda and _has("liger_kernel"), seed=config.seed,
-        eos_token=tokenizer.eos_token, dataset_num_proc=None,
-        padding_free=padding_free,
-        train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
-    )
     callbacks = [SaveEveryMinutes(config.save_minutes)] if config.save_minutes else None
     trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                          callbacks=callbacks)
@@ -252,7 +382,8 @@ def train(config: TrainConfig) -> dict:
         prepare_model(fresh, plan, tokenizer)
         return fresh
 
-    save_trained_model(trainer, tokenizer, out, source=base, load_base=load_base if peft_config else None)
+    save_trained_model(trainer, tokenizer, out, source=base, load_base=load_base if peft_config else None,
+                       save_dtype=torch.bfloat16 if bf16 else None)
     if not trainer.is_world_process_zero():
         return {}
     r1_generation_config(tokenizer).save_pretrained(out)
@@ -262,7 +393,9 @@ def train(config: TrainConfig) -> dict:
                "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
                "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
                "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "quantization": quantization, "processes": world, "precision": precision,
+               "quantization": quantization, "processes": launch.world, "distributed": engine_of(trainer, launch),
+               "precision": precision, "weights_dtype": str(model_kwargs["dtype"]).removeprefix("torch."),
+               "padding_free": padding_free, "zero3_partitioned_at_load": zero3_load,
                "gradient_checkpointing": checkpointing, "chat_format": plan.as_dict()}
     _plot_loss(trainer.state.log_history, out / "loss.png")
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
@@ -292,26 +425,63 @@ def resume_checkpoint(trainer, checkpoints: Path) -> Optional[Path]:
     return found
 
 
-def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=None) -> None:
+def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=None, save_dtype=None) -> None:
     """The HF folder a training stage leaves: the merged model, the tokenizer, the files save_pretrained
     drops (tokenizer.model for llama.cpp's converter), and with LoRA the adapter in adapter/.
 
     Every process calls this: saving goes through the trainer, which gathers sharded weights (ZeRO-3 with
     stage3_gather_16bit_weights_on_model_save, FSDP's full state dict) and writes on the main process only.
     A LoRA adapter is merged on the main process into a fresh copy of the base (`load_base`), never into
-    sharded or 4-bit weights."""
+    sharded or 4-bit weights, and outside ZeRO-3 (`outside_zero3`): that load is the main process's alone.
+    `save_dtype`: the dtype a full model trained on fp32 master weights (one process or DDP) is saved in."""
+    if save_dtype is not None and not load_base and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        trainer.accelerator.unwrap_model(trainer.model).to(save_dtype)
     if trainer.is_fsdp_enabled:
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(out / "adapter") if load_base else str(out))
+    trainer_saves_tokenizer = not load_base and not trainer.is_fsdp_enabled  # save_model writes it beside the model
+    if trainer.is_fsdp_enabled and not load_base:
+        _save_fsdp_full_model(trainer, out)
+    else:
+        trainer.save_model(str(out / "adapter") if load_base else str(out))
     if trainer.is_world_process_zero():
         if load_base:
             from peft import PeftModel
 
-            merged = PeftModel.from_pretrained(load_base(), str(out / "adapter")).merge_and_unload()
+            with outside_zero3():
+                merged = PeftModel.from_pretrained(load_base(), str(out / "adapter")).merge_and_unload()
             merged.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        if not trainer_saves_tokenizer:
+            tokenizer.save_pretrained(out)
         carry_tokenizer_files(source, out)
     trainer.accelerator.wait_for_everyone()
+
+
+def _save_fsdp_full_model(trainer, out: Path) -> None:
+    """FSDP2 trains fp32 copies of the weights (accelerate upcasts them): the saved model goes back to the
+    dtype the model was loaded in, not twice its size."""
+    state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: every worker calls it
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    dtype = getattr(model.config, "dtype", None)
+    if dtype is not None and not isinstance(dtype, str):
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
+
+
+@contextmanager
+def outside_zero3():
+    """from_pretrained as in one process while a ZeRO-3 run's config is alive: no zero.Init, whose per-parameter
+    collectives the other workers (waiting at a barrier) would never join, and which would leave this worker
+    holding only its shards."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    held = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = held
 
 
 def run_trainer(trainer, checkpoints: Path, *, resume: bool, print_logs: bool):

@@ -181,8 +181,11 @@ def generate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per generate call (transformers)."),
     ctx: int = typer.Option(4096, "--ctx", help="Context per sequence (llamacpp)."),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per vLLM engine."),
-    data_parallel_size: int = typer.Option(1, "--data-parallel-size", help="Engine processes (vllm, transformers), prompts sharded."),
+    tensor_parallel_size: Optional[int] = typer.Option(
+        None, "--tensor-parallel-size", help="GPUs per vLLM engine (default: the teacher's models.yaml entry, else 1)."),
+    data_parallel_size: Optional[int] = typer.Option(
+        None, "--data-parallel-size",
+        help="Engine processes (vllm, transformers), prompts sharded (default: the teacher's models.yaml entry, else 1)."),
 ):
     """Sample k traces per prompt from a teacher (resumable: rerun to finish)."""
     from r1_distill.teacher.generate import GenerateConfig, generate
@@ -291,6 +294,8 @@ def train_cmd(
     beta: Optional[float] = typer.Option(None, "--beta", help="on-policy: JSD interpolation, 0 forward KL .. 1 reverse KL."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="on-policy: the student's sampling temperature (default 1)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="on-policy: tokens the student samples per prompt."),
+    dataset_num_proc: Optional[int] = typer.Option(None, "--dataset-num-proc", help="Tokenizing processes (default: every core for 5,000+ traces)."),
+    collective_timeout: float = typer.Option(180.0, "--collective-timeout", help="Minutes a worker waits for the others (merges, big checkpoints)."),
 ):
     """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only), or with
     --method on-policy --teacher: the student samples, the teacher scores every token (TRL GKD / server distillation)."""
@@ -302,6 +307,7 @@ def train_cmd(
                                 group_by_length=group_by_length, precision=precision,
                                 gradient_checkpointing=gradient_checkpointing, teacher=teacher, lmbda=lmbda,
                                 divergence=divergence, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
+                                dataset_num_proc=dataset_num_proc, collective_timeout_minutes=collective_timeout,
                                 models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
         return
@@ -334,6 +340,13 @@ def grpo_cmd(
     prompt_suffix: Optional[str] = typer.Option(None, "--prompt-suffix", help="Default: models.yaml's."),
     method: str = typer.Option("full", "--method", help="full | lora"),
     vllm_server: Optional[str] = typer.Option(None, "--vllm-server", help="URL of `trl vllm-serve` (default: colocate on GPU)."),
+    use_vllm: Optional[bool] = typer.Option(None, "--use-vllm/--no-vllm", help="Generate with vLLM (default: when installed, on a GPU)."),
+    vllm_max_model_length: Optional[int] = typer.Option(None, "--vllm-max-model-length",
+                                                        help="Colocated vLLM's context (default: longest prompt + completion)."),
+    vllm_gpu_memory_utilization: float = typer.Option(0.3, "--vllm-gpu-memory-utilization", help="Colocated vLLM's share of each GPU."),
+    vllm_tensor_parallel_size: int = typer.Option(1, "--vllm-tensor-parallel-size", help="GPUs per colocated vLLM engine."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 (default: bf16 on a GPU, fp32 on a CPU)."),
+    collective_timeout: float = typer.Option(180.0, "--collective-timeout", help="Minutes a worker waits for the others."),
     answer_field: str = typer.Option("answer", "--answer-field"),
     problem_field: str = typer.Option("problem", "--problem-field"),
     limit: Optional[int] = typer.Option(None, "--limit"),
@@ -354,7 +367,9 @@ def grpo_cmd(
         model=model, prompts=prompts, out=str(out), num_generations=num_generations, prompts_per_step=prompts_per_step,
         steps=steps, learning_rate=lr, beta=beta, temperature=temperature, max_completion_length=max_completion_length,
         rewards=names, reward_weights=weights, template=template, prompt_suffix=prompt_suffix, method=method,
-        vllm_server=vllm_server, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
+        vllm_server=vllm_server, use_vllm=use_vllm, vllm_max_model_length=vllm_max_model_length,
+        vllm_gpu_memory_utilization=vllm_gpu_memory_utilization, vllm_tensor_parallel_size=vllm_tensor_parallel_size,
+        precision=precision, collective_timeout_minutes=collective_timeout, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
         save_steps=save_steps, seed=seed, sandbox=sandbox, models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
         return

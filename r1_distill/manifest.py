@@ -16,7 +16,7 @@ from .files import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 _TRACKED_PACKAGES = ("r1-distill", "torch", "transformers", "trl", "peft", "accelerate",
-                     "llama-cpp-python", "gguf", "vllm", "math-verify")
+                     "llama-cpp-python", "gguf", "vllm", "math-verify", "deepspeed", "bitsandbytes")
 
 
 def package_versions() -> dict[str, str]:

@@ -4,7 +4,8 @@ to `write` as soon as it is complete, so a kill loses at most the requests in fl
 * openai: any OpenAI-compatible endpoint (DeepSeek API, vLLM, llama-server, our serve/), async with
   bounded concurrency, the client's retries with backoff on 429/5xx/time-outs, several endpoints
   round-robin; reads `reasoning_content`, `reasoning` or raw `<think>` text alike.
-* vllm: the offline engine (`LLM.chat`, n samples per prompt, tensor parallel).
+* vllm: the offline engine (`LLM.chat`, n samples per prompt, tensor parallel, thousands of
+  sequences per call: see VLLM_CHUNK_SEQUENCES).
 * transformers: batched `generate`, CPU or GPU.
 * llamacpp: a GGUF through llama.cpp, samples decoded together by serve/'s batching engine.
 """
@@ -16,7 +17,7 @@ import queue
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from r1_distill.errors import UserError, require
 from r1_distill.traces import TraceRecord
@@ -221,18 +222,43 @@ def run_transformers(jobs: list[Job], write: Write, *, model_id: str, teacher: s
 
 
 # -- vLLM -----------------------------------------------------------------------------------------
+# vLLM schedules continuously inside one `llm.chat` call, but the call returns only when its slowest
+# sample is done: with long reasoning traces the end of every call decodes a few stragglers on an
+# otherwise idle GPU. The more sequences a call holds, the smaller that tail's share of the call. But
+# records are written only when a call returns, so a crash (OOM kill, preemption) loses the call in
+# flight; a rerun samples those again. 4096 sequences (1024 prompts at the default 4 samples) is many
+# times what an engine decodes at once, so the tail costs a few percent, while a crash loses at most one
+# call: at R1 lengths some 30M tokens, tens of minutes to a few hours of one engine depending on the
+# teacher. Where that is too much to risk, put the teacher behind `vllm serve` and use the openai
+# backend, which writes every sample the moment it completes.
+VLLM_CHUNK_SEQUENCES = 4096
+
+
+def chunk_groups(groups: list[list[Job]], max_sequences: int) -> Iterator[list[list[Job]]]:
+    """Consecutive runs of prompt groups with at most max_sequences samples in all. A prompt's samples
+    stay in one request (they share its seed), so a group larger than the budget is a chunk of its own."""
+    chunk: list[list[Job]] = []
+    size = 0
+    for group in groups:
+        if chunk and size + len(group) > max_sequences:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(group)
+        size += len(group)
+    if chunk:
+        yield chunk
+
+
 def run_vllm(jobs: list[Job], write: Write, *, model_id: str, teacher: str, sampling: Sampling,
-             tensor_parallel_size: int, max_model_len: Optional[int], chunk_prompts: int,
-             progress: Callable[[TraceRecord], None]) -> None:
+             tensor_parallel_size: int, max_model_len: Optional[int], progress: Callable[[TraceRecord], None],
+             chunk_sequences: int = VLLM_CHUNK_SEQUENCES) -> None:
     vllm = require("vllm", "vllm", "the vllm backend")
     llm = vllm.LLM(model=model_id, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                    seed=sampling.seed or 0)
     by_prompt: dict[str, list[Job]] = {}
     for job in jobs:
         by_prompt.setdefault(job[0].id, []).append(job)
-    groups = list(by_prompt.values())
-    for start in range(0, len(groups), chunk_prompts):
-        chunk = groups[start: start + chunk_prompts]
+    for chunk in chunk_groups(list(by_prompt.values()), chunk_sequences):
         params = [vllm.SamplingParams(n=len(g), temperature=sampling.temperature, top_p=sampling.top_p,
                                       max_tokens=sampling.max_tokens, seed=sampling.job_seed(g[0])) for g in chunk]
         t0 = time.perf_counter()

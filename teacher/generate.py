@@ -8,10 +8,13 @@ that can fail (prompt file, fields, endpoint, key, model) runs before the output
 from __future__ import annotations
 
 import os
+import queue
 import re
+import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -51,8 +54,9 @@ class GenerateConfig:
     limit: Optional[int] = None
     batch_size: int = 8  # transformers
     ctx: int = 4096  # llamacpp context per sequence
-    tensor_parallel_size: int = 1  # vllm
-    data_parallel_size: int = 1  # engine processes, each on its own GPU group, prompts sharded over them
+    # None: the teacher's models.yaml entry, else 1
+    tensor_parallel_size: Optional[int] = None  # vllm: GPUs per engine
+    data_parallel_size: Optional[int] = None  # engine processes, each on its own GPU group, prompts sharded over them
     shard: Optional[tuple[int, int]] = None  # (rank, size): set in the engine processes
     max_model_len: Optional[int] = None  # vllm
     models_file: Optional[str] = None
@@ -79,16 +83,19 @@ def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
         endpoints = [t.base_url] if t.base_url else []
         key_env = config.api_key_env or t.api_key_env
         model = config.model or t.model
-        tp, max_len = max(config.tensor_parallel_size, t.tensor_parallel_size), config.max_model_len or t.max_model_len
-        dp = max(config.data_parallel_size, t.data_parallel_size)
+        tp = _given_or(config.tensor_parallel_size, t.tensor_parallel_size)
+        dp = _given_or(config.data_parallel_size, t.data_parallel_size)
+        max_len = config.max_model_len or t.max_model_len
     else:
         is_url = re.match(r"https?://", spec) is not None
         backend = config.backend or ("openai" if is_url else "llamacpp" if spec.endswith(".gguf") else "transformers")
         endpoints = [spec] if is_url else []
         key_env = config.api_key_env
         model = config.model or (spec if not is_url else None)
-        tp, max_len = config.tensor_parallel_size, config.max_model_len
-        dp = config.data_parallel_size
+        tp, dp = _given_or(config.tensor_parallel_size, 1), _given_or(config.data_parallel_size, 1)
+        max_len = config.max_model_len
+    if tp < 1 or dp < 1:
+        raise UserError("--tensor-parallel-size and --data-parallel-size must be at least 1")
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
     endpoints += config.endpoints
@@ -108,6 +115,10 @@ def resolve_teacher(config: GenerateConfig, registry) -> ResolvedTeacher:
         raise UserError(f"teacher {spec!r} names no model")
     return ResolvedTeacher(name=spec, backend=backend, model=model, endpoints=endpoints, api_key=api_key,
                            tensor_parallel_size=tp, max_model_len=max_len, data_parallel_size=dp)
+
+
+def _given_or(value: Optional[int], default: int) -> int:
+    return default if value is None else value
 
 
 def _served_model(endpoint: str, api_key: str) -> str:
@@ -139,11 +150,65 @@ def next_shard(out: Path, rank: Optional[int] = None) -> Path:
     return out / (f"traces-{number:05d}.jsonl" if rank is None else f"traces-{number:05d}-dp{rank}.jsonl")
 
 
-def _engine_process(config: GenerateConfig, rank: int, devices: Optional[str], results) -> None:
-    if devices is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before the engine imports CUDA
-    from dataclasses import replace
+# Engine processes that start together race for rendezvous ports: vLLM probes a free port, releases it
+# and binds it again later, and a TP>1 engine needs several (vllm #43206). Each engine gets its own
+# VLLM_PORT, from which vLLM probes upward, and the engines start a few seconds apart.
+ENGINE_PORT_BASE = 20000  # engine 0's VLLM_PORT when the parent sets none
+ENGINE_PORT_STRIDE = 100  # room for each engine to probe upward from its own base
+ENGINE_START_STAGGER_S = 5.0
+ENGINE_POLL_S = 2.0  # how soon an engine that died without reporting is noticed
+ENGINE_EXIT_GRACE_S = 120.0  # after reporting, time to shut down before it is terminated
 
+
+@dataclass(frozen=True)
+class EnginePlacement:
+    """Where one data-parallel engine process runs."""
+
+    rank: int
+    devices: Optional[str] = None  # its CUDA_VISIBLE_DEVICES; None: the parent's, unchanged (no GPUs)
+    vllm_port: Optional[int] = None  # its VLLM_PORT; None for engines other than vLLM
+
+    def env(self) -> dict[str, str]:
+        env = {"CUDA_VISIBLE_DEVICES": self.devices} if self.devices is not None else {}
+        return env | ({"VLLM_PORT": str(self.vllm_port)} if self.vllm_port is not None else {})
+
+    def name(self) -> str:
+        return f"engine {self.rank}" + (f" (GPUs {self.devices})" if self.devices is not None else "")
+
+
+def visible_gpus(cuda_visible_devices: Optional[str], device_count: int) -> list[str]:
+    """The parent's GPUs as CUDA_VISIBLE_DEVICES entries. A child reads indices in that variable as
+    physical GPUs, so the parent's own list (indices, GPU-/MIG- UUIDs) is split, never renumbered."""
+    if device_count <= 0:
+        return []
+    if cuda_visible_devices is None:
+        return [str(index) for index in range(device_count)]
+    entries = [entry.strip() for entry in cuda_visible_devices.split(",") if entry.strip()]
+    return entries[:device_count]  # CUDA ignores the entries from the first invalid one on
+
+
+def vllm_port_base(environ) -> int:
+    value = environ.get("VLLM_PORT", "")
+    return int(value) if value.isdigit() else ENGINE_PORT_BASE
+
+
+def place_engines(gpus: list[str], *, tensor_parallel_size: int, data_parallel_size: int,
+                  vllm_port_base: Optional[int]) -> list[EnginePlacement]:
+    """Engine r gets the r-th run of tensor_parallel_size GPUs and VLLM_PORT base + stride * r."""
+    tp, dp = tensor_parallel_size, data_parallel_size
+    if gpus and len(gpus) < dp * tp:
+        raise UserError(f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {dp * tp} GPUs; "
+                        f"{len(gpus)} are visible ({','.join(gpus)})")
+    if vllm_port_base is not None and vllm_port_base + ENGINE_PORT_STRIDE * dp > 65535:
+        raise UserError(f"VLLM_PORT={vllm_port_base} leaves no room for {dp} engines' ports: set a lower VLLM_PORT")
+    return [EnginePlacement(rank=rank, devices=",".join(gpus[rank * tp:(rank + 1) * tp]) if gpus else None,
+                            vllm_port=None if vllm_port_base is None else vllm_port_base + ENGINE_PORT_STRIDE * rank)
+            for rank in range(dp)]
+
+
+def _engine_process(config: GenerateConfig, placement: EnginePlacement, results) -> None:
+    os.environ.update(placement.env())  # before the engine imports CUDA or picks a port
+    rank = placement.rank
     try:
         results.put((rank, generate(replace(config, shard=(rank, config.data_parallel_size), data_parallel_size=1,
                                             show_progress=False)), None))
@@ -151,31 +216,85 @@ def _engine_process(config: GenerateConfig, rank: int, devices: Optional[str], r
         results.put((rank, None, (type(exc).__name__, str(exc))))
 
 
-def _data_parallel(config: GenerateConfig, tp: int) -> dict:
+def start_engines(ctx, target, args: tuple, placements: list[EnginePlacement], results, stagger_s: float) -> list:
+    """One process per placement, running target(*args, placement, results), started stagger_s apart."""
+    procs = []
+    for placement in placements:
+        if procs and stagger_s > 0:
+            time.sleep(stagger_s)
+        proc = ctx.Process(target=target, args=(*args, placement, results))
+        proc.start()
+        procs.append(proc)
+    return procs
+
+
+def _death(placement: EnginePlacement, exitcode: int) -> str:
+    how = f"exit code {exitcode}"
+    if exitcode < 0:
+        try:
+            how += f", {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+        if -exitcode == signal.SIGKILL:
+            how += ": the out-of-memory killer?"
+    return f"{placement.name()} died ({how}) before reporting"
+
+
+def wait_for_engines(procs: list, placements: list[EnginePlacement], results, poll_s: float = ENGINE_POLL_S,
+                     exit_grace_s: float = ENGINE_EXIT_GRACE_S) -> list[dict]:
+    """Every engine's summary, in rank order. An engine that dies without reporting (OOM kill, NCCL
+    abort) is noticed within poll_s; the others finish their shards first, then one UserError names
+    every failed engine."""
+    reports: dict[int, tuple] = {}
+    lost: dict[int, int] = {}  # rank -> exit code
+    while len(reports) + len(lost) < len(procs):
+        # exited before the read below: a report it sent is already in the queue's pipe
+        exited = [r for r, proc in enumerate(procs) if r not in reports and r not in lost and proc.exitcode is not None]
+        try:
+            rank, summary, error = results.get(timeout=poll_s)
+        except queue.Empty:
+            for rank in exited:
+                lost[rank] = procs[rank].exitcode
+                if len(reports) + len(lost) < len(procs):
+                    print(f"{_death(placements[rank], lost[rank])}; the other engines finish their shards first",
+                          file=sys.stderr, flush=True)
+            continue
+        reports[rank] = (summary, error)
+    _reap(procs, exit_grace_s)
+    failures = [_death(placements[rank], code) for rank, code in sorted(lost.items())]
+    failures += [f"{placements[rank].name()}: {error[1]}" for rank, (_, error) in sorted(reports.items()) if error]
+    if failures:
+        hint = ": rerun the same command to sample what is missing" if lost else ""
+        raise UserError("; ".join(failures) + hint)
+    return [reports[rank][0] for rank in range(len(procs))]
+
+
+def _reap(procs: list, grace_s: float) -> None:
+    """Join every engine; one that has reported but hangs in shutdown is terminated after grace_s."""
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join()
+
+
+def _data_parallel(config: GenerateConfig, teacher: ResolvedTeacher) -> dict:
     """One engine process per GPU group (tp GPUs each), prompts sharded over them."""
     import multiprocessing
 
     import torch
 
     n = config.data_parallel_size
-    gpus = list(range(torch.cuda.device_count()))
-    if gpus and len(gpus) < n * tp:
-        raise UserError(f"--data-parallel-size {n} x --tensor-parallel-size {tp} needs {n * tp} GPUs; {len(gpus)} are visible")
+    is_vllm = teacher.backend == "vllm"
+    placements = place_engines(visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()),
+                               tensor_parallel_size=teacher.tensor_parallel_size, data_parallel_size=n,
+                               vllm_port_base=vllm_port_base(os.environ) if is_vllm else None)
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = []
-    for rank in range(n):
-        devices = ",".join(str(g) for g in gpus[rank * tp:(rank + 1) * tp]) if gpus else None
-        proc = ctx.Process(target=_engine_process, args=(config, rank, devices, results))
-        proc.start()
-        procs.append(proc)
-    outcomes = [results.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    failures = [f"engine {rank}: {err[1]}" for rank, _, err in outcomes if err]
-    if failures:
-        raise UserError("; ".join(failures))
-    summaries = [s for _, s, _ in outcomes]
+    procs = start_engines(ctx, _engine_process, (config,), placements, results,
+                          stagger_s=ENGINE_START_STAGGER_S if is_vllm else 0.0)
+    summaries = wait_for_engines(procs, placements, results)
     total = {k: sum(s[k] for s in summaries) for k in ("generated", "completion_tokens")}
     return {**summaries[0], **total, "data_parallel_size": n, "already_done": sum(s["already_done"] for s in summaries),
             "total": sum(s["total"] for s in summaries)}
@@ -207,13 +326,12 @@ def generate(config: GenerateConfig) -> dict:
     if config.shard is None:  # engine processes of a data-parallel run share their parent's claim
         resume.claim(out, resume.identity_of(teacher.name, teacher.model, teacher.backend, sampling))
     if teacher.data_parallel_size > 1 and config.shard is None:
-        from dataclasses import replace
-
-        config = replace(config, data_parallel_size=teacher.data_parallel_size)
+        config = replace(config, data_parallel_size=teacher.data_parallel_size,
+                         tensor_parallel_size=teacher.tensor_parallel_size)
         if teacher.backend not in ("vllm", "transformers"):
             raise UserError("--data-parallel-size is for local engines (vllm, transformers); an endpoint scales with --endpoints")
         out.mkdir(parents=True, exist_ok=True)
-        summary = _data_parallel(config, teacher.tensor_parallel_size)
+        summary = _data_parallel(config, teacher)
         write_manifest(out, "generate", config=config, inputs={"prompts": config.prompts, "teacher": teacher.name},
                        outputs={"shards": sorted(p.name for p in out.glob(TRACE_SHARD_GLOB))}, metrics=summary)
         return summary
@@ -259,7 +377,7 @@ def generate(config: GenerateConfig) -> dict:
             backends.run_transformers(jobs, write, model_id=teacher.model, batch_size=config.batch_size, **common)
         else:
             backends.run_vllm(jobs, write, model_id=teacher.model, tensor_parallel_size=teacher.tensor_parallel_size,
-                              max_model_len=teacher.max_model_len, chunk_prompts=max(1, config.concurrency), **common)
+                              max_model_len=teacher.max_model_len, **common)
     elapsed = time.perf_counter() - started
     summary.update(seconds=round(elapsed, 3), traces_per_s=round(summary["generated"] / elapsed, 3),
                    tokens_per_s=round(summary["completion_tokens"] / elapsed, 1))

@@ -2,12 +2,9 @@
 the run saves once (on the main process), its model equals a single-process run on the same data within
 float tolerance, and a SIGKILL of the whole launch mid-run resumes.
 
-Every Python-level write into the output folder is recorded with the rank that made it by an audit hook
-(a sitecustomize on PYTHONPATH, which torchrun's workers inherit)."""
+Every Python-level write into the output folder is recorded with the rank that made it (tests/launching.py)."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,41 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from r1_distill.traces import TraceRecord, write_traces
+from launching import environment, kill_launch, weights, write_gsm8k_traces
+from launching import writes as written_by
+from r1_distill.serve.process import free_port
 
 pytestmark = pytest.mark.slow
 
 STUDENT = "tiny-llama-3.1"
-AUDIT = '''
-import os, sys
-_out, _log = os.environ.get("R1_TEST_WATCH"), os.environ.get("R1_TEST_WRITES")
-def _hook(event, args):
-    if event == "open" and isinstance(args[0], str) and args[1] and any(c in args[1] for c in "wax+"):
-        path = args[0]
-    elif event == "os.rename":
-        path = str(args[1])
-    else:
-        return
-    if _out and path.startswith(_out + os.sep) and "/checkpoints/" not in path:
-        fd = os.open(_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # an "open" event without a mode: not recorded
-        os.write(fd, (os.environ.get("RANK", "single") + " " + path + "\\n").encode())
-        os.close(fd)
-if _out:
-    sys.addaudithook(_hook)
-'''
 
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("ddp")
-    rows = [json.loads(line) for line in (data_dir / "gsm8k_train.jsonl").read_text().splitlines()[:8]]
-    write_traces(root / "kept.jsonl", [TraceRecord.from_completion(
-        problem_id=r["id"], problem=r["problem"], reference_answer=r["answer"], sample_index=0, teacher="ref",
-        backend="ref", kept=True, finish_reason="stop",
-        completion=f"{r['solution'].split('####')[0].strip()}\n</think>\n\nThe answer is \\boxed{{{r['answer']}}}.")
-        for r in rows])
-    (root / "site").mkdir()
-    (root / "site" / "sitecustomize.py").write_text(AUDIT)
+    write_gsm8k_traces(root, data_dir, 8)
     return root
 
 
@@ -61,29 +36,11 @@ def _command(traces: Path, out: Path, processes: int, *extra: str) -> list[str]:
         return [sys.executable, *train]
     launcher = str(Path(sys.executable).with_name("accelerate"))
     return [launcher, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *train]
-
-
-def _free_port() -> int:
-    from conftest import free_port
-
-    return free_port()
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), *train]
 
 
 def _env(traces: Path, out: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(traces / "site"), os.environ.get("PYTHONPATH", "")]),
-            "R1_TEST_WATCH": str(out), "R1_TEST_WRITES": str(out.parent / f"{out.name}.writes"), "OMP_NUM_THREADS": "1"}
-
-
-def _writes(out: Path) -> list[tuple[str, str]]:
-    log = out.parent / f"{out.name}.writes"
-    return [tuple(line.split(" ", 1)) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def _weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
+    return environment(traces / "site", out)
 
 
 def test_two_processes_save_once_and_match_one_process(traces, tmp_path):
@@ -92,7 +49,7 @@ def test_two_processes_save_once_and_match_one_process(traces, tmp_path):
         run = subprocess.run(_command(traces, out, n, "--epochs", "4", "--save-steps", "1000"), env=_env(traces, out),
                              capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, run.stderr[-3000:]
-    writes = _writes(multi)
+    writes = written_by(multi)
     assert writes and {rank for rank, _ in writes} == {"0"}, writes  # the other rank wrote nothing
     written = [Path(p).name for _, p in writes]
     for name in ("manifest.json", "README.md", "loss.png", "config.json", "tokenizer_config.json", "generation_config.json"):
@@ -102,7 +59,7 @@ def test_two_processes_save_once_and_match_one_process(traces, tmp_path):
     assert manifest["metrics"]["processes"] == 2 and manifest["metrics"]["steps"] == 4
 
     base_dir = Path(json.loads((single / "manifest.json").read_text())["inputs"]["base"])
-    one, two, base = _weights(single), _weights(multi), _weights(base_dir)
+    one, two, base = weights(single), weights(multi), weights(base_dir)
     moved = sum(float((one[k] - base[k]).norm() ** 2) for k in one) ** 0.5
     apart = sum(float((one[k] - two[k]).norm() ** 2) for k in one) ** 0.5
     assert moved > 0.01 and apart < 0.05 * moved, (moved, apart)  # same global batches, same updates
@@ -118,8 +75,7 @@ def test_two_process_run_killed_mid_run_resumes(traces, tmp_path):
     while not ready.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-    proc.wait()
+    kill_launch(proc)  # the launcher and both workers
     assert not (out / "manifest.json").exists()
     done = subprocess.run(cmd + ["--resume"], env=_env(traces, out), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
