@@ -2,7 +2,7 @@
 """Set up and run r1-distill from a fresh checkout with nothing but python3.
 
     python3 dev.py demo      # the offline end-to-end demo (r1-distill demo)
-    python3 dev.py test      # the whole test suite
+    python3 dev.py test      # the whole test suite: the fast lane (-m "not slow") first, then the slow one
     python3 dev.py shell     # print the line that activates the environment
 
 It creates .venv, installs the CPU build of torch and the package (llama-cpp-python builds from
@@ -25,6 +25,9 @@ VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".r1-distill-installed"
 TORCH_PIN = "torch==2.13.0"  # the CPU wheel; GPU users install their CUDA build first
+
+
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a lane selects nothing (with -k, say)
 
 
 def log(msg: str) -> None:
@@ -194,7 +197,16 @@ def main(argv: list[str]) -> int:
     ensure_chromium()
     ensure_window_deps()
     ensure_vllm_env()
-    return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env)
+    if "-m" in rest:
+        return subprocess.call([str(PY), "-m", "pytest", "-q", *rest], cwd=ROOT, env=env)
+    # the fast lane first (unit-level tests, a few minutes): a broken change fails before the slow lane's model runs
+    codes = []
+    for lane in ("not slow", "slow"):
+        log(f"tests: {lane} lane")
+        codes.append(subprocess.call([str(PY), "-m", "pytest", "-q", "-m", lane, *rest], cwd=ROOT, env=env))
+        if codes[-1] not in (0, NO_TESTS_COLLECTED):
+            return codes[-1]
+    return 0 if NO_TESTS_COLLECTED not in codes or 0 in codes else NO_TESTS_COLLECTED
 
 
 if __name__ == "__main__":

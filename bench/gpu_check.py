@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKS = ("padding_free_sft", "bf16_master_weights", "grpo_colocate_vllm", "generate_vllm", "qlora")
+CHECKS = ("padding_free_sft", "bf16_master_weights", "grpo_colocate_vllm", "generate_vllm", "qlora", "fsdp2")
 TOTAL_BUDGET_S = 570  # a lent machine runs one command for at most 600 s
 NO_GPU = "no CUDA GPU: run with --dry-run to check the plan"
 # distribution name -> key in the JSON line
@@ -93,6 +93,10 @@ class Layout:
     def prompts(self) -> Path:
         return self.out / "data" / "prompts.jsonl"
 
+    @property
+    def fsdp2_config(self) -> Path:
+        return self.out / "data" / "fsdp2-one-gpu.yaml"
+
     def run(self, check: str) -> Path:
         return self.out / "runs" / check
 
@@ -123,8 +127,10 @@ def plan_checks(layout: Layout) -> list[Check]:
         Check("bf16_master_weights", "small", ("small_model", "short_traces"),
               cli + ["train", "--student", small, "--traces", str(layout.short_traces),
                      "--out", str(run("bf16_master_weights")), "--method", "full", "--precision", "bf16", "--lr", "1e-6",
-                     "--max-length", "1024", "--per-device-batch", "1", "--effective-batch", "1"] + one_epoch,
-              "exit 0 and over half the saved weights' elements differ from the initial ones"),
+                     "--max-length", "1024", "--per-device-batch", "1", "--effective-batch", "1", "--epochs", "1",
+                     "--save-steps", str(SHORT_TRACES)],
+              "exit 0 and over half the elements of the last checkpoint's weights (the fp32 masters; the final "
+              "model is saved in bf16) differ from the initial ones"),
         Check("grpo_colocate_vllm", "qwen2.5-1.5b", ("big_model", "prompts"),
               cli + ["grpo", "--model", big, "--prompts", str(layout.prompts), "--out", str(run("grpo_colocate_vllm")),
                      "--steps", "3", "--num-generations", "4", "--prompts-per-step", "2",
@@ -140,6 +146,12 @@ def plan_checks(layout: Layout) -> list[Check]:
                      "--method", "qlora", "--max-length", "8192", "--per-device-batch", "2", "--effective-batch", "2"]
               + one_epoch,
               "exit 0 and the merged model loads without a quantization config", needs="bitsandbytes"),
+        Check("fsdp2", "small", ("small_model", "short_traces", "fsdp2_config"),
+              [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(layout.fsdp2_config),
+               "-m", "r1_distill", "train", "--student", small, "--traces", str(layout.short_traces),
+               "--out", str(run("fsdp2")), "--method", "full", "--precision", "bf16", "--max-length", "1024",
+               "--per-device-batch", "1", "--effective-batch", "1"] + one_epoch,
+              "exit 0, the trainer ran FSDP2 (the manifest's distributed) and saved bf16 weights, not FSDP's fp32"),
     ]
 
 
@@ -160,7 +172,8 @@ def model_shapes() -> dict:
 
 
 def shown(command: list[str]) -> str:
-    return shlex.join(["python" if c == sys.executable else c for c in command])
+    launcher = str(Path(sys.executable).with_name("accelerate"))
+    return shlex.join(["python" if c == sys.executable else "accelerate" if c == launcher else c for c in command])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,13 +195,17 @@ def cli_flags(subcommand: str) -> tuple[set[str], str | None]:
 
 def missing_flags(checks: list[Check]) -> tuple[dict, dict]:
     """{check: [flags its command passes that the CLI does not list]}, {subcommand: help error}."""
-    subcommands = sorted({c.command[3] for c in checks})
+    def stage(command: list[str]) -> int:  # where the r1-distill subcommand is (after `-m r1_distill`)
+        return command.index("r1_distill") + 1
+
+    subcommands = sorted({c.command[stage(c.command)] for c in checks})
     with ThreadPoolExecutor(len(subcommands)) as pool:
         helps = dict(zip(subcommands, pool.map(cli_flags, subcommands)))
     missing = {}
     for c in checks:
-        known, _ = helps[c.command[3]]
-        absent = [a for a in c.command[4:] if a.startswith("--") and a not in known]
+        at = stage(c.command)
+        known, _ = helps[c.command[at]]
+        absent = [a for a in c.command[at + 1:] if a.startswith("--") and a not in known]
         if absent:
             missing[c.name] = absent
     return missing, {s: err for s, (_, err) in helps.items() if err}
@@ -413,12 +430,24 @@ def write_prompts(path: Path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def write_fsdp2_config(path: Path):
+    """The shipped fsdp2.yaml on the one GPU at hand (accelerate runs FSDP only on GPUs; one process is enough to
+    exercise sharding's wrapping, the full-state-dict save and its dtype)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "distill" / "accelerate" / "fsdp2.yaml").read_text())
+    config.update(num_processes=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+
+
 def prepare(layout: Layout, items: list[str]):
     builders = {"big_model": lambda: build_big_model(layout.big_model),
                 "small_model": lambda: build_small_model(layout.small_model),
                 "long_traces": lambda: write_synthetic_traces(layout.long_traces, LONG_TRACES, LONG_TRACE_TOKENS, 1),
                 "short_traces": lambda: write_synthetic_traces(layout.short_traces, SHORT_TRACES, SHORT_TRACE_TOKENS, 2),
-                "prompts": lambda: write_prompts(layout.prompts)}
+                "prompts": lambda: write_prompts(layout.prompts),
+                "fsdp2_config": lambda: write_fsdp2_config(layout.fsdp2_config)}
     seconds = {}
     for item in items:
         start = time.perf_counter()
@@ -493,7 +522,11 @@ def changed_fraction(initial: dict, saved: dict) -> dict:
 
 def verify_bf16_master_weights(layout: Layout) -> dict:
     metrics = manifest_metrics(layout.run("bf16_master_weights"))
-    moved = changed_fraction(load_weights(layout.small_model), load_weights(layout.run("bf16_master_weights")))
+    checkpoints = sorted((layout.run("bf16_master_weights") / "checkpoints").glob("checkpoint-*"),
+                         key=lambda p: int(p.name.split("-")[1]))
+    if not checkpoints:
+        raise CheckFailed("no checkpoint was saved")
+    moved = changed_fraction(load_weights(layout.small_model), load_weights(checkpoints[-1]))
     return {"held": moved["changed_fraction"] > 0.5 and metrics.get("precision") == "bf16", **moved,
             **sft_summary(metrics)}
 
@@ -538,6 +571,17 @@ def verify_qlora(layout: Layout) -> dict:
             "merged_parameters": parameters, **sft_summary(metrics)}
 
 
+def verify_fsdp2(layout: Layout) -> dict:
+    from safetensors import safe_open
+
+    run = layout.run("fsdp2")
+    metrics = manifest_metrics(run)
+    with safe_open(str(run / "model.safetensors"), "pt") as weights:
+        dtypes = sorted({str(weights.get_slice(name).get_dtype()) for name in weights.keys()})
+    return {"held": metrics.get("distributed") == "fsdp" and dtypes == ["BF16"], "distributed": metrics.get("distributed"),
+            "saved_dtypes": dtypes, **sft_summary(metrics)}
+
+
 def verify(check: Check, layout: Layout, step: dict) -> dict:
     if check.name == "padding_free_sft":
         return verify_padding_free_sft(layout)
@@ -547,6 +591,8 @@ def verify(check: Check, layout: Layout, step: dict) -> dict:
         return verify_grpo_colocate_vllm(layout)
     if check.name == "generate_vllm":
         return verify_generate_vllm(layout, step["seconds"])
+    if check.name == "fsdp2":
+        return verify_fsdp2(layout)
     return verify_qlora(layout)
 
 

@@ -50,7 +50,7 @@ class GRPORunConfig:
     max_completion_length: int = 1024
     rewards: list[str] = field(default_factory=lambda: ["correctness", "format"])
     reward_weights: Optional[list[float]] = None
-    max_completion_tokens_penalty: Optional[int] = None  # length reward: tokens over this are penalised
+    length_budget: Optional[int] = None  # length reward: words over this are penalised (-1 at twice it)
     template: str = "chat"  # chat | r1-zero
     prompt_suffix: Optional[str] = None  # default: models.yaml's (the R1 evaluation instruction)
     method: str = "full"  # full | lora
@@ -101,7 +101,7 @@ def choose_generator(config: GRPORunConfig, cuda: bool) -> str:
     return "vllm-server" if config.vllm_server else "vllm-colocate"
 
 
-def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None, sandbox: str = "local") -> list:
+def build_reward_functions(names: list[str], *, length_budget: Optional[int] = None, sandbox: str = "local") -> list:
     """The checks of r1_distill.grading as TRL reward functions (graded on all cores, each under its limit;
     code tests in the sandbox `sandbox` names)."""
     from r1_distill.grading import reward_function
@@ -110,7 +110,10 @@ def build_reward_functions(names: list[str], *, max_tokens: Optional[int] = None
     for name in names:
         if name not in REWARDS:
             raise UserError(f"unknown reward {name!r}: choose from {', '.join(REWARDS)}")
-        options = {"max_words": max_tokens} if name == "length" else {"sandbox": sandbox} if name in SANDBOX_REWARDS else {}
+        if name == "length" and not length_budget:
+            raise UserError("the length reward needs its budget: --length-budget WORDS (completions longer score "
+                            "below 0, -1 at twice the budget)")
+        options = {"max_words": length_budget} if name == "length" else {"sandbox": sandbox} if name in SANDBOX_REWARDS else {}
         functions.append(reward_function(name, **options))
     return functions
 
@@ -177,7 +180,7 @@ def grpo(config: GRPORunConfig) -> dict:
         raise UserError("--steps must be at least 1 and --num-generations at least 2 (GRPO compares a group)")
     registry = load_registry(config.models_file)
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
-    rewards = build_reward_functions(config.rewards, max_tokens=config.max_completion_tokens_penalty, sandbox=config.sandbox)
+    rewards = build_reward_functions(config.rewards, length_budget=config.length_budget, sandbox=config.sandbox)
     dataset = build_prompt_dataset(config, suffix)
     if any(name in SANDBOX_REWARDS for name in config.rewards):
         require_sandbox_for(dataset["answer"], config.sandbox)
@@ -199,7 +202,7 @@ def grpo(config: GRPORunConfig) -> dict:
     refuse_launch_that_cannot_run_here(launch, cuda=cuda)
     generator = choose_generator(config, cuda)
     use_vllm = generator != "transformers"
-    if launch.main:
+    if launch.main and config.print_logs:
         print(f"generating with {GENERATORS[generator]}", flush=True)
     precision = config.precision or ("bf16" if cuda else "fp32")
     if precision not in ("bf16", "fp32"):

@@ -45,6 +45,19 @@ VLLM_PREFIX_CACHING_NOTICE = ("notice: the teacher server {root} answers prompt_
                               "`vllm serve ... --no-enable-prefix-caching`")
 
 
+def _recipe_fields(student: str, models_file: Optional[str]) -> dict:
+    """A models.yaml student's recipe, as on-policy's defaults (learning rate, epochs, lengths, batch), as `train`
+    takes it; nothing for a hub id or a folder."""
+    from r1_distill.registry import load_registry
+
+    entry = load_registry(models_file).students.get(student)
+    if entry is None:
+        return {}
+    r = entry.recipe
+    return {"learning_rate": r.learning_rate, "epochs": r.epochs, "max_length": r.max_length,
+            "effective_batch": r.effective_batch, "per_device_batch": r.per_device_batch}
+
+
 @dataclass
 class OnPolicyConfig:
     student: str  # models.yaml student, hub id or HF folder (an SFT student too)
@@ -78,6 +91,7 @@ class OnPolicyConfig:
         given = {k: getattr(c, k) for k in ("lmbda", "divergence", "beta", "temperature", "max_new_tokens", "learning_rate",
                                            "epochs", "max_length", "effective_batch", "per_device_batch", "logging_steps",
                                            "precision", "gradient_checkpointing")}
+        given = {**_recipe_fields(c.student, c.models_file), **{k: v for k, v in given.items() if v is not None}}
         return cls(student=c.student, teacher=c.teacher, traces=c.traces, out=c.out, resume=c.resume, save_steps=c.save_steps,
                    seed=c.seed, print_logs=c.print_logs, models_file=c.models_file,
                    **{k: v for k, v in given.items() if v is not None})

@@ -33,6 +33,48 @@ def print_error(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
+def _load_stage_config(ctx: typer.Context, param, path: Optional[Path]) -> Optional[Path]:
+    """`--config FILE.yaml`: the file's keys (a stage's options, as the flag without its dashes or the config
+    field, e.g. `max_length`, `learning_rate`) become the command's defaults, and flags given override them."""
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read --config {path}: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} is not a mapping of option names to values")
+    names = {}
+    for option in ctx.command.params:
+        if option.name == "config":
+            continue
+        names[option.name] = option.name
+        for flag in [*option.opts, *option.secondary_opts]:
+            names[flag.lstrip("-").replace("-", "_")] = option.name
+    defaults = {}
+    for key, value in data.items():
+        name = names.get(str(key).replace("-", "_"))
+        if name is None:
+            known = ", ".join(sorted(names))
+            raise UserError(f"--config {path}: {ctx.info_name} has no option {key!r} (it has: {known})")
+        defaults[name] = ",".join(map(str, value)) if isinstance(value, list) and _takes_csv(ctx, name) else value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+def _takes_csv(ctx: typer.Context, name: str) -> bool:
+    """A comma-separated option (e.g. --rewards) given as a YAML list in a --config file."""
+    option = next(o for o in ctx.command.params if o.name == name)
+    return not getattr(option, "multiple", False) and getattr(option.type, "name", "") == "text"
+
+
+def config_option():
+    return typer.Option(None, "--config", metavar="FILE.yaml", is_eager=True, callback=_load_stage_config,
+                        help="A recipe file of this command's options (flags given override it).")
+
+
 class State:
     models_file: Optional[Path] = None
 
@@ -88,6 +130,7 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the reg
 
 @app.command("export")
 def export_cmd(
+    config: Optional[Path] = config_option(),
     model: str = typer.Option(..., "--model", help="HF model folder, hub id, or LoRA adapter folder."),
     out: Path = typer.Option(..., "--out", help="Output folder for <model>-<QUANT>.gguf files and the report."),
     gguf: bool = typer.Option(False, "--gguf", help="Export to GGUF (the one format so far)."),
@@ -134,6 +177,7 @@ def export_cmd(
 
 @app.command("serve")
 def serve_cmd(
+    config: Optional[Path] = config_option(),
     model: str = typer.Option(..., "--model", help="A .gguf file (from r1-distill export --gguf)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, "--port"),
@@ -161,6 +205,7 @@ def _csv(value: Optional[str]) -> list[str]:
 
 @app.command("generate")
 def generate_cmd(
+    config: Optional[Path] = config_option(),
     teacher: str = typer.Option(..., "--teacher", help="models.yaml teacher, endpoint URL, hub id / HF folder, or .gguf."),
     prompts: str = typer.Option(..., "--prompts", help="JSONL, Parquet or a datasets hub id."),
     out: Path = typer.Option(..., "--out", help="Folder for traces-*.jsonl shards (resumable)."),
@@ -203,6 +248,7 @@ def generate_cmd(
 
 @app.command("filter")
 def filter_cmd(
+    config: Optional[Path] = config_option(),
     traces: Path = typer.Option(..., "--traces", help="Folder written by r1-distill generate (or a .jsonl/.parquet)."),
     out: Path = typer.Option(..., "--out", help="Folder for kept.jsonl, dropped.jsonl, report.json, report.png."),
     decontaminate: Optional[list[Path]] = typer.Option(None, "--decontaminate", help="Benchmark file(s) to decontaminate against."),
@@ -237,6 +283,7 @@ def filter_cmd(
 
 @app.command("chat")
 def chat_cmd(
+    config: Optional[Path] = config_option(),
     model: Optional[list[str]] = typer.Option(None, "--model", metavar="FILE.gguf",
                                               help="A .gguf to serve in-process (repeat to offer several)."),
     endpoint: Optional[list[str]] = typer.Option(None, "--endpoint", metavar="URL",
@@ -270,13 +317,14 @@ def chat_cmd(
 
 @app.command("train")
 def train_cmd(
+    config: Optional[Path] = config_option(),
     student: str = typer.Option(..., "--student", help="models.yaml student, hub id or HF folder."),
     traces: Path = typer.Option(..., "--traces", help="kept.jsonl from r1-distill filter (or a traces folder)."),
     out: Path = typer.Option(..., "--out", help="Output model folder."),
     method: Optional[str] = typer.Option(None, "--method", help="full | lora | qlora (default: the recipe)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Longer traces are dropped, not cut."),
     epochs: Optional[float] = typer.Option(None, "--epochs"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", "--learning-rate"),
     effective_batch: Optional[int] = typer.Option(None, "--effective-batch", help="Sequences per optimizer step."),
     per_device_batch: Optional[int] = typer.Option(None, "--per-device-batch"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
@@ -323,19 +371,22 @@ def train_cmd(
 
 @app.command("grpo")
 def grpo_cmd(
+    config: Optional[Path] = config_option(),
     model: str = typer.Option(..., "--model", help="HF folder or hub id (a distilled student, or a base model with --template r1-zero)."),
     prompts: str = typer.Option(..., "--prompts", help="JSONL, Parquet or hub dataset id with problems and reference answers."),
     out: Path = typer.Option(..., "--out", help="Output model folder."),
     num_generations: int = typer.Option(8, "--num-generations", help="Completions per prompt (the group G)."),
     prompts_per_step: int = typer.Option(4, "--prompts-per-step"),
     steps: int = typer.Option(100, "--steps"),
-    lr: float = typer.Option(1e-6, "--lr"),
+    lr: float = typer.Option(1e-6, "--lr", "--learning-rate"),
     beta: float = typer.Option(0.001, "--beta", help="KL coefficient (R1: 0.001; 0 drops the reference model)."),
     temperature: float = typer.Option(1.0, "--temperature"),
     max_completion_length: int = typer.Option(1024, "--max-completion-length"),
     rewards: str = typer.Option("correctness,format", "--rewards",
                                 help="Comma-separated: correctness, format, arithmetic, language, repetition, length."),
     reward_weights: Optional[str] = typer.Option(None, "--reward-weights", help="Comma-separated, one per reward."),
+    length_budget: Optional[int] = typer.Option(None, "--length-budget", metavar="WORDS",
+                                                help="length reward: completions over this many words score below 0."),
     template: str = typer.Option("chat", "--template", help="chat (the model's template) | r1-zero (plain text)."),
     prompt_suffix: Optional[str] = typer.Option(None, "--prompt-suffix", help="Default: models.yaml's."),
     method: str = typer.Option("full", "--method", help="full | lora"),
@@ -366,7 +417,7 @@ def grpo_cmd(
     metrics = grpo(GRPORunConfig(
         model=model, prompts=prompts, out=str(out), num_generations=num_generations, prompts_per_step=prompts_per_step,
         steps=steps, learning_rate=lr, beta=beta, temperature=temperature, max_completion_length=max_completion_length,
-        rewards=names, reward_weights=weights, template=template, prompt_suffix=prompt_suffix, method=method,
+        rewards=names, reward_weights=weights, length_budget=length_budget, template=template, prompt_suffix=prompt_suffix, method=method,
         vllm_server=vllm_server, use_vllm=use_vllm, vllm_max_model_length=vllm_max_model_length,
         vllm_gpu_memory_utilization=vllm_gpu_memory_utilization, vllm_tensor_parallel_size=vllm_tensor_parallel_size,
         precision=precision, collective_timeout_minutes=collective_timeout, answer_field=answer_field, problem_field=problem_field, limit=limit, resume=resume,
@@ -380,6 +431,7 @@ def grpo_cmd(
 
 @app.command("eval")
 def eval_cmd(
+    config: Optional[Path] = config_option(),
     model: str = typer.Option(..., "--model", help="HF folder, hub id, .gguf file, OpenAI-compatible URL or models.yaml teacher."),
     bench: str = typer.Option(..., "--bench", help="JSONL, Parquet or hub dataset id with problems and answers."),
     out: Path = typer.Option(..., "--out", help="Output folder: results.jsonl, summary.json, samples/."),
@@ -414,6 +466,7 @@ def eval_cmd(
 
 @app.command("demo")
 def demo_cmd(
+    config: Optional[Path] = config_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/demo, runs/demo-fast with --fast)."),
     fast: bool = typer.Option(False, "--fast", help="The same stages, smaller (a few minutes; what the test suite runs)."),
     seed: int = typer.Option(0, "--seed"),

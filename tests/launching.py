@@ -132,7 +132,7 @@ def manifest(out: Path) -> dict:
 
 def train_args(method: str, traces: Path, out: Path, *extra: str) -> list[str]:
     """`train` on tiny-llama-3.1 (Llama 3.1's tokenizer as the hub ships it): 4 traces, 2 a worker, 4 a step."""
-    lr = "1e-2" if method == "lora" else "1e-3"
+    lr = "1e-3" if method == "full" else "1e-2"
     return ["train", "--student", "tiny-llama-3.1", "--method", method, "--traces", str(traces), "--out", str(out),
             "--max-length", "400", "--per-device-batch", "2", "--effective-batch", "4", "--lr", lr, *extra]
 

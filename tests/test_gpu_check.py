@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "gpu_check.py"
-CHECKS = ["padding_free_sft", "bf16_master_weights", "grpo_colocate_vllm", "generate_vllm", "qlora"]
+CHECKS = ["padding_free_sft", "bf16_master_weights", "grpo_colocate_vllm", "generate_vllm", "qlora", "fsdp2"]
 
 
 def run(*args, env=None):
@@ -47,9 +47,13 @@ def test_dry_run_plans_every_check_with_a_command_the_cli_accepts(plan):
                                                 "--max-completion-length", "128", "--vllm-max-model-length", "1024",
                                                 "--vllm-gpu-memory-utilization", "0.3"]),
                 "generate_vllm": ("generate", ["--backend", "vllm", "--samples", "2", "--max-tokens", "256"]),
-                "qlora": ("train", ["--method", "qlora"])}
+                "qlora": ("train", ["--method", "qlora"]),
+                "fsdp2": ("train", ["--method", "full", "--precision", "bf16"])}
     for name, (subcommand, pairs) in expected.items():
         argv = shlex.split(line["checks"][name]["command"])
+        if name == "fsdp2":  # under the shipped fsdp2.yaml, copied for one GPU under --out
+            assert argv[:3] == ["accelerate", "launch", "--config_file"] and argv[3].endswith("fsdp2-one-gpu.yaml")
+            argv = ["python"] + argv[4:]
         assert argv[:4] == ["python", "-m", "r1_distill", subcommand], argv
         for flag, value in zip(pairs[::2], pairs[1::2]):
             assert argv[argv.index(flag) + 1] == value, (name, flag)

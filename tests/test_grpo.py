@@ -16,7 +16,8 @@ def test_ten_grpo_steps_on_cpu_log_each_reward(small_vocab_model, task_traces, t
     run = subprocess.run([sys.executable, "-m", "r1_distill", "grpo", "--model", str(small_vocab_model),
                           "--prompts", str(task_traces / "prompt.jsonl"), "--out", str(out), "--steps", "10",
                           "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "16",
-                          "--rewards", "correctness,format,repetition,length", "--prompt-suffix", "", "--lr", "1e-4"],
+                          "--rewards", "correctness,format,repetition,length", "--length-budget", "4", "--prompt-suffix", "",
+                          "--lr", "1e-4"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     history = json.loads((out / "log_history.json").read_text())
@@ -28,6 +29,8 @@ def test_ten_grpo_steps_on_cpu_log_each_reward(small_vocab_model, task_traces, t
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 10
     assert "correctness_reward" in run.stdout
+    # the length reward has its budget from the command line: random 16-token completions run over 4 words
+    assert any(h["rewards/length_reward/mean"] < 0 for h in steps)
 
 
 def test_reward_functions_score_a_right_and_a_wrong_completion():
@@ -43,7 +46,8 @@ def test_reward_functions_score_a_right_and_a_wrong_completion():
 def test_unknown_reward_and_prompts_without_answers_are_clear_errors(small_vocab_model, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"id": "a", "problem": "2+2?"}) + "\n")
-    for extra, message in ((["--rewards", "speed"], "unknown reward"), ([], "no reference answer")):
+    for extra, message in ((["--rewards", "speed"], "unknown reward"), ([], "no reference answer"),
+                           (["--rewards", "correctness,length"], "the length reward needs its budget: --length-budget")):
         run = subprocess.run([sys.executable, "-m", "r1_distill", "grpo", "--model", str(small_vocab_model),
                               "--prompts", str(prompts), "--out", str(tmp_path / "o"), *extra],
                              capture_output=True, text=True, timeout=300)

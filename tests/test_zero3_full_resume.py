@@ -3,7 +3,8 @@ while rank 1's clock runs three times as fast as rank 0's, SIGKILLed with its la
 resumed with --resume:
 - every worker saved at the same steps (rank 0 decides; deciding per worker, rank 1 would start a checkpoint's
   collectives alone and the run would hang until the collective timeout);
-- the resumed run reloads DeepSpeed's partitioned state on each worker and finishes the run's steps;
+- the resumed run reloads DeepSpeed's partitioned state on each worker and finishes the run's steps, reading the
+  traces rank 0 tokenized for the first launch (OUT/checkpoints/tokenized) rather than tokenizing again;
 - it saves once, from rank 0, a loadable model equal to an uninterrupted one-process run within float tolerance."""
 
 import json
@@ -39,7 +40,9 @@ def resumed(one_process_runs, tmp_path_factory):
     assert not (out / "manifest.json").exists()
     killed_at = sorted(int(p.parent.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*/trainer_state.json"))
     saved_before_kill = {p.name: _shard_ranks(p) for p in (out / "checkpoints").glob("checkpoint-*")}
+    tokenized = (out / "checkpoints" / "tokenized" / "source.json").stat().st_mtime_ns
     run(command + ["--resume"], env)
+    assert (out / "checkpoints" / "tokenized" / "source.json").stat().st_mtime_ns == tokenized  # read, not redone
     return out, killed_at, saved_before_kill
 
 
