@@ -14,6 +14,7 @@ from typing import Optional
 from r1_distill.errors import UserError
 from r1_distill.files import read_jsonl, write_json_atomic
 from r1_distill.manifest import write_manifest
+from r1_distill.sft_dataset import dataset_card, write_sft_dataset
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
@@ -232,9 +233,12 @@ def filter_traces(config: FilterConfig) -> dict:
                     "timed_out": sum("(hard limit)" in v.reason for r in records for v in r.checks.values())},
     }
     write_json_atomic(out / "report.json", report)
+    card = dataset_card(name=out.name, report=report, sources=dict(Counter(r.teacher for r in records)),
+                        checks=sorted({c for r in kept for c in r.checks}), decontaminated_against=config.decontaminate)
+    write_sft_dataset(out / "dataset", kept, card)
     _plots(out, records, pass_rates)
     write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
-                   outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl"},
+                   outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl", "dataset": "dataset"},
                    metrics={k: report[k] for k in ("input", "kept", "dropped", "mean_pass_rate")})
     return report
 
