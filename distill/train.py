@@ -64,6 +64,7 @@ class TrainConfig:
     beta: Optional[float] = None
     temperature: Optional[float] = None
     max_new_tokens: Optional[int] = None
+    trace_format: Optional[str] = None  # the traces' row shape (r1_distill.trace_formats); default: detected
 
 
 GENERIC_RECIPE = Recipe(method="full", learning_rate=2e-5, epochs=3, max_length=32768, effective_batch=128,
@@ -297,7 +298,7 @@ def train(config: TrainConfig) -> dict:
     cuda = torch.cuda.is_available()
     refuse_launch_that_cannot_run_here(launch, cuda=cuda)
     max_length = config.max_length or recipe.max_length
-    records = [r for r in read_traces(config.traces) if r.kept is not False]
+    records = [r for r in read_traces(config.traces, format=config.trace_format) if r.kept is not False]
     if not records:
         raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
     unfiltered = sum(r.kept is None for r in records)

@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 200)
 SANDBOX_HELP = "Where code tests run: local (bubblewrap), piston:URL (a Piston server) or e2b (E2B_API_KEY)."
+TRACE_FORMAT_HELP = ("The traces' row shape, e.g. openr1-math, openthoughts, am-deepseek-r1 (default: detected from the "
+                     "columns; an unknown shape's error lists every format).")
 
 
 def print_error(message: str) -> None:
@@ -266,6 +268,7 @@ def filter_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", help="Grading processes (default: every available core)."),
     sandbox: str = typer.Option("local", "--sandbox", metavar="SPEC",
                                 help=SANDBOX_HELP),
+    trace_format: Optional[str] = typer.Option(None, "--format", metavar="NAME", help=TRACE_FORMAT_HELP),
 ):
     """Verify traces (answer, format, language, repetition, length, duplicates, contamination) and keep the good."""
     from r1_distill.teacher.filter import FilterConfig, filter_traces
@@ -275,7 +278,7 @@ def filter_cmd(
         reference=str(reference) if reference else None, keep_per_prompt=keep_per_prompt, min_pass_rate=min_pass_rate,
         max_pass_rate=max_pass_rate, max_tokens=max_tokens, language=language, allow_code=allow_code,
         check_arithmetic=check_arithmetic, judge=judge,
-        judge_model=judge_model, workers=workers, sandbox=sandbox))
+        judge_model=judge_model, workers=workers, sandbox=sandbox, trace_format=trace_format))
     console.print(f"kept {report['kept']} of {report['input']} traces ({report['prompts_with_a_kept_trace']} of "
                   f"{report['prompts']} prompts); dropped by first reason: {report['dropped_by_first_reason']}")
     console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
@@ -344,6 +347,7 @@ def train_cmd(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="on-policy: tokens the student samples per prompt."),
     dataset_num_proc: Optional[int] = typer.Option(None, "--dataset-num-proc", help="Tokenizing processes (default: every core for 5,000+ traces)."),
     collective_timeout: float = typer.Option(180.0, "--collective-timeout", help="Minutes a worker waits for the others (merges, big checkpoints)."),
+    trace_format: Optional[str] = typer.Option(None, "--format", metavar="NAME", help=TRACE_FORMAT_HELP),
 ):
     """Fine-tune a student on kept traces (TRL SFTTrainer; loss on the reasoning and answer only), or with
     --method on-policy --teacher: the student samples, the teacher scores every token (TRL GKD / server distillation)."""
@@ -356,6 +360,7 @@ def train_cmd(
                                 gradient_checkpointing=gradient_checkpointing, teacher=teacher, lmbda=lmbda,
                                 divergence=divergence, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
                                 dataset_num_proc=dataset_num_proc, collective_timeout_minutes=collective_timeout,
+                                trace_format=trace_format,
                                 models_file=str(state.models_file) if state.models_file else None))
     if not metrics:  # not the main process of a multi-process run: it reports
         return

@@ -74,7 +74,8 @@ def dataset_card(*, name: str, report: dict, sources: dict[str, int], checks: li
         "```python\nfrom datasets import load_dataset\nds = load_dataset(\"parquet\", data_dir=\"PATH\", split=\"train\")\n```\n\n"
         f"## Sources\n\n| source | traces in |\n|---|---|\n{source_rows}\n\n"
         f"## Checks\n\nEvery trace passed: {', '.join(f'`{c}`' for c in checks)}. "
-        f"Decontaminated against {against}.\n\n"
+        f"Decontaminated against {against}. {report.get('kept_unverified', 0):,} kept traces come from sets without "
+        "reference answers and were not checked for correctness.\n\n"
         f"## Dropped, by first failing check\n\n| check | traces |\n|---|---|\n{funnel}\n\n"
         "Every verdict of every trace, kept and dropped, is in `kept.jsonl` and `dropped.jsonl` beside this folder; "
         "the counts in `report.json`.\n")

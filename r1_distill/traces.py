@@ -106,9 +106,16 @@ def _record_files(path: Path) -> list[Path]:
     raise UserError(f"no traces at {path}: pass a folder written by `r1-distill generate` or a .jsonl/.parquet file")
 
 
-def iter_traces(path: str | Path) -> Iterator[TraceRecord]:
+def iter_traces(path: str | Path, format: Optional[str] = None) -> Iterator[TraceRecord]:
+    """The records of a file or folder: ours, or rows of a public trace set (r1_distill.trace_formats), the
+    format detected per file from its first row unless `format` names one."""
+    from .trace_formats import DatasetReader
+
+    datasets = DatasetReader(format)
     for file in _record_files(Path(path)):
-        if file.suffix == ".parquet":
+        if not datasets.reads_own(file):
+            yield from datasets.read(file)
+        elif file.suffix == ".parquet":
             yield from _read_parquet(file)
         else:
             for number, row in enumerate(read_jsonl(file), start=1):
@@ -118,8 +125,8 @@ def iter_traces(path: str | Path) -> Iterator[TraceRecord]:
                     raise UserError(f"{file}: record {number} is not a trace record: {exc}") from None
 
 
-def read_traces(path: str | Path) -> list[TraceRecord]:
-    return list(iter_traces(path))
+def read_traces(path: str | Path, format: Optional[str] = None) -> list[TraceRecord]:
+    return list(iter_traces(path, format=format))
 
 
 def append_traces(path: str | Path, records: Iterable[TraceRecord]) -> None:

@@ -49,6 +49,7 @@ class FilterConfig:
     judge_model: str = "judge"
     workers: Optional[int] = None  # grading processes; default: every available core
     sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
+    trace_format: Optional[str] = None  # the traces' row shape (r1_distill.trace_formats); default: detected
 
 
 def _words(text: str) -> list[str]:
@@ -115,6 +116,11 @@ def _judge(config: FilterConfig, problem: str, answer: str, reference: str) -> O
     return True if text.startswith("YES") else False if text.startswith("NO") else None
 
 
+# A public trace set without reference answers (Mixture-of-Thoughts, OpenThoughts...) was filtered by its makers:
+# its traces go through every other check and are kept unverified, counted in the report. Our own traces without a
+# reference are dropped (a prompt file missing its answers is a mistake to show, not to train on).
+DATASET_BACKEND = "dataset"
+UNVERIFIED = "not verified: the source has no reference answer"
 GRADED_CHECKS = ["length", "format", "correctness", "arithmetic", "language", "readability", "repetition"]
 
 
@@ -145,6 +151,8 @@ def run_checks(records: list[TraceRecord], config: FilterConfig) -> tuple[list[d
             judged = _judge(config, record.problem, p.answer, p.reference)
             if judged is not None:
                 verdict["correctness"] = (judged, f"LLM judge: {'equivalent' if judged else 'not equivalent'}")
+        if record.backend == DATASET_BACKEND and not p.reference:
+            verdict["correctness"] = (True, UNVERIFIED)
         results.append({name: CheckResult(passed=v[0], reason=v[1]) for name, v in verdict.items()})
     return results, cpu_seconds
 
@@ -153,7 +161,7 @@ def filter_traces(config: FilterConfig) -> dict:
     started = time.perf_counter()
     parse_spec(config.sandbox)  # a bad --sandbox fails here, before anything is read
     # concurrent sampling appends in completion order; sorting makes kept.jsonl the same file every run
-    records = sorted(read_traces(config.traces), key=lambda r: (r.problem_id, r.sample_index))
+    records = sorted(read_traces(config.traces, format=config.trace_format), key=lambda r: (r.problem_id, r.sample_index))
     if not records:
         raise UserError(f"no trace records in {config.traces}")
     refs = _load_references(config.reference)
@@ -225,6 +233,7 @@ def filter_traces(config: FilterConfig) -> dict:
     report = {
         "input": len(records), "kept": len(kept), "dropped": len(dropped), "prompts": len(by_prompt),
         "prompts_with_a_kept_trace": len({r.problem_id for r in kept}),
+        "kept_unverified": sum(r.checks["correctness"].reason == UNVERIFIED for r in kept),
         "dropped_by_first_reason": dict(reasons), "failing_by_check": dict(failing),
         "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
         "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(len(records) / elapsed, 1),
