@@ -203,7 +203,7 @@ def main(argv: list[str]) -> int:
     codes = []
     for lane in ("not slow", "slow"):
         log(f"tests: {lane} lane")
-        codes.append(subprocess.call([str(PY), "-m", "pytest", "-q", "-m", lane, *rest], cwd=ROOT, env=env))
+        codes.append(subprocess.call([str(PY), "-m", "pytest", "-q", "-m", lane, "--durations=15", *rest], cwd=ROOT, env=env))
         if codes[-1] not in (0, NO_TESTS_COLLECTED):
             return codes[-1]
     return 0 if NO_TESTS_COLLECTED not in codes or 0 in codes else NO_TESTS_COLLECTED

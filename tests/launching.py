@@ -139,7 +139,7 @@ def train_args(method: str, traces: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def one_process_runs(tmp_path_factory, data_dir, fixtures_path):
-    """run(method, epochs): the one-process reference of `train_args` on the same 4 traces, made once a session."""
+    """reference(method, epochs): the one-process reference of `train_args` on the same 4 traces, made once a session."""
     root = tmp_path_factory.mktemp("one-process")
     traces = write_gsm8k_traces(root, data_dir, 4)
     done = {}

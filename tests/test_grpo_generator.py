@@ -7,6 +7,9 @@ import sys
 import pytest
 
 
+pytestmark = pytest.mark.slow  # each run imports torch, TRL and datasets: seconds
+
+
 @pytest.mark.parametrize("flags,words", [
     (["--use-vllm"], "vLLM is not installed in this environment"),
     (["--vllm-server", "http://127.0.0.1:9"], "vLLM is not installed in this environment"),
