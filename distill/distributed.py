@@ -34,10 +34,6 @@ class Launch:
         """Parameters split over the workers (ZeRO-3 or FSDP): each worker holds a part."""
         return self.backend in ("deepspeed", "fsdp")
 
-    @property
-    def zero3(self) -> bool:
-        return self.backend == "deepspeed" and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3") == "3"
-
 
 def current_launch() -> Launch:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -71,7 +67,29 @@ def weights_dtype(precision: str, *, full: bool, launch: Launch):
     return torch.bfloat16
 
 
-def refuse_launch_that_cannot_run_here(launch: Launch, *, cuda: bool) -> None:
+def resolve_precision(given, cuda: bool) -> str:
+    """bf16 | fp32: the one asked for, else bf16 on a GPU and fp32 on a CPU."""
+    precision = given or ("bf16" if cuda else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    return precision
+
+
+def trainer_checkpointing(wanted, *, cuda: bool, launch: Launch) -> bool:
+    """Whether the Trainer checkpoints activations: as asked, else on a GPU; never under FSDP, which checkpoints
+    each layer itself (fsdp_activation_checkpointing) and may not do it twice over."""
+    if launch.backend == "fsdp":
+        return False
+    return cuda if wanted is None else wanted
+
+
+def refuse_launches_that_cannot_run(command: str, launch: Launch, *, cuda: bool) -> None:
+    """Before anything loads: an FSDP launch on a CPU, and one process on several GPUs."""
+    _refuse_fsdp_without_gpus(launch, cuda=cuda)
+    _refuse_one_process_on_many_gpus(command)
+
+
+def _refuse_fsdp_without_gpus(launch: Launch, *, cuda: bool) -> None:
     """accelerate turns FSDP on only for GPU-type launches: under `use_cpu` (or on a machine without GPUs) it sets
     up plain CPU data parallelism and the run would train unsharded while its config says FSDP. Say so instead."""
     if launch.backend == "fsdp" and not cuda:
@@ -79,7 +97,7 @@ def refuse_launch_that_cannot_run_here(launch: Launch, *, cuda: bool) -> None:
                         "unsharded; use distill/accelerate/zero3.yaml (DeepSpeed ZeRO-3 runs on CPU workers) or ddp.yaml")
 
 
-def refuse_one_process_on_many_gpus(command: str) -> None:
+def _refuse_one_process_on_many_gpus(command: str) -> None:
     """TRL's trainers refuse nn.DataParallel: one process started on a host with several visible GPUs stops in
     the trainer's constructor. Say what to run instead, before anything loads."""
     if "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ:

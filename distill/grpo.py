@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch, engine_of,
-                                            refuse_launch_that_cannot_run_here, refuse_one_process_on_many_gpus, weights_dtype)
+                                            refuse_launches_that_cannot_run, resolve_precision, trainer_checkpointing,
+                                            weights_dtype)
 from r1_distill.errors import UserError
 from r1_distill.files import write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -197,16 +198,13 @@ def grpo(config: GRPORunConfig) -> dict:
         if plan.changed_ids or not had_template:
             tokenizer.chat_template = read_template("r1-distill")
     launch = current_launch()
-    refuse_one_process_on_many_gpus("grpo")
     cuda = torch.cuda.is_available()
-    refuse_launch_that_cannot_run_here(launch, cuda=cuda)
+    refuse_launches_that_cannot_run("grpo", launch, cuda=cuda)
     generator = choose_generator(config, cuda)
     use_vllm = generator != "transformers"
     if launch.main and config.print_logs:
         print(f"generating with {GENERATORS[generator]}", flush=True)
-    precision = config.precision or ("bf16" if cuda else "fp32")
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    precision = resolve_precision(config.precision, cuda)
     if config.method not in ("full", "lora"):
         raise UserError(f"unknown method {config.method!r}: full or lora")
     longest_prompt = max(len(tokenizer(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
@@ -229,7 +227,7 @@ def grpo(config: GRPORunConfig) -> dict:
         vllm_max_model_length=config.vllm_max_model_length or longest_prompt + config.max_completion_length,
         vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=config.vllm_tensor_parallel_size,
-        **checkpointing_arg(cuda and launch.backend != "fsdp"), lr_scheduler_type="constant", warmup_steps=0,
+        **checkpointing_arg(trainer_checkpointing(None, cuda=cuda, launch=launch)), lr_scheduler_type="constant", warmup_steps=0,
     )
     model = AutoModelForCausalLM.from_pretrained(
         config.model, dtype=weights_dtype(precision, full=config.method == "full", launch=launch))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.distributed import COLLECTIVE_TIMEOUT_MINUTES
 from r1_distill.errors import UserError
 
 DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
@@ -82,6 +83,7 @@ class OnPolicyConfig:
     seed: int = 0
     print_logs: bool = True
     models_file: Optional[str] = None
+    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES  # how long a worker waits for the others
 
     @classmethod
     def from_train(cls, c) -> "OnPolicyConfig":
@@ -94,7 +96,7 @@ class OnPolicyConfig:
         given = {**_recipe_fields(c.student, c.models_file), **{k: v for k, v in given.items() if v is not None}}
         return cls(student=c.student, teacher=c.teacher, traces=c.traces, out=c.out, resume=c.resume, save_steps=c.save_steps,
                    seed=c.seed, print_logs=c.print_logs, models_file=c.models_file,
-                   **{k: v for k, v in given.items() if v is not None})
+                   collective_timeout_minutes=c.collective_timeout_minutes, **given)
 
     def resolved_beta(self) -> float:
         if self.divergence is not None and self.divergence not in DIVERGENCES:
@@ -319,8 +321,9 @@ def _divergence_name(beta: float, cross_tokenizer: bool) -> str:
 def train_on_policy(config: OnPolicyConfig) -> dict:
     import torch
 
-    from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch,
-                                                refuse_one_process_on_many_gpus, weights_dtype)
+    from r1_distill.chat_format import weight_rows
+    from r1_distill.distill.distributed import (current_launch, refuse_launches_that_cannot_run, resolve_precision,
+                                                trainer_checkpointing, weights_dtype)
     from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, checkpointing_arg, prepared_tokenizer,
                                           r1_generation_config, resolve_student, run_trainer, save_trained_model)
     from r1_distill.files import write_text_atomic
@@ -334,7 +337,10 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     teacher = resolve_teacher(config.teacher, registry)
     if teacher.kind == "url":
         _check_url_teacher_options(config, beta)
-    refuse_one_process_on_many_gpus("train")
+    # the launch is read from the environment: PartialState() here would make the process group with torch's
+    # 10-minute timeout, and the training arguments' ddp_timeout would then be ignored
+    launch, cuda = current_launch(), torch.cuda.is_available()
+    refuse_launches_that_cannot_run("train", launch, cuda=cuda)
     student, base, _recipe = resolve_student(TrainConfig(student=config.student, traces=config.traces, out=config.out,
                                                          models_file=config.models_file))
     records = [r for r in read_traces(config.traces) if r.kept is not False]
@@ -344,9 +350,6 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     cross_tokenizer, teacher_fast = None, True
     if teacher.kind == "local":
         cross_tokenizer, teacher_fast = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
-    # read from the environment: PartialState() here would make the process group with torch's 10-minute
-    # timeout, and the training arguments' ddp_timeout would then be ignored
-    launch = current_launch()
     world = launch.world
     per_device = config.per_device_batch
     accumulation = max(1, config.effective_batch // (per_device * world))
@@ -364,14 +367,11 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                             "(--per-device-batch x accumulation) for TRL's cross-tokenizer trainer: lower "
                             "--effective-batch or give more traces")
 
-    cuda = torch.cuda.is_available()
-    precision = config.precision or ("bf16" if cuda else "fp32")
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    precision = resolve_precision(config.precision, cuda)
     bf16 = precision == "bf16"
     student_dtype = weights_dtype(precision, full=True, launch=launch)  # fp32 masters where nothing else keeps them
     teacher_dtype = torch.bfloat16 if bf16 else torch.float32  # frozen: never updated, so bf16 loses nothing
-    checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+    checkpointing = trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch)
 
     out = Path(config.out)
     checkpoints = out / "checkpoints"
@@ -380,7 +380,7 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
                   per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
                   lr_scheduler_type="constant", warmup_steps=0, save_strategy="steps", save_steps=config.save_steps,
                   save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none", seed=config.seed,
-                  ddp_timeout=int(COLLECTIVE_TIMEOUT_MINUTES * 60),
+                  ddp_timeout=int(config.collective_timeout_minutes * 60),
                   **checkpointing_arg(checkpointing), temperature=config.temperature, beta=beta)
 
     # Every TRL config below is made before any from_pretrained, and `args` stays referenced until the trainer
@@ -448,7 +448,7 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
     # untrained row sampled on-policy has no text (GOLD's alignment fails on it), is beyond a teacher
     # server's vocabulary, and teaches nothing. Every trainer here samples with its generation_config.
-    rows = _embedding_rows(model)
+    rows = weight_rows(model.get_input_embeddings().weight)
     if rows > len(tokenizer):
         trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
     result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
@@ -522,11 +522,6 @@ def _load_teacher(source: str, dtype):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-
-
-def _embedding_rows(model) -> int:
-    weight = model.get_input_embeddings().weight
-    return getattr(weight, "ds_shape", weight.shape)[0]  # a ZeRO-3 partitioned parameter's own shape is empty
 
 
 def _sample_with_cache(trainer) -> None:

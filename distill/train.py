@@ -26,7 +26,8 @@ from r1_distill.chat_format import (FormatPlan, FormatSpec, embedding_modules, f
 from r1_distill.distill.checkpoints import SaveEveryMinutes, last_complete_checkpoint
 from r1_distill.distill.console import keep_bar_only
 from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, Launch, current_launch, engine_of,
-                                            refuse_launch_that_cannot_run_here, refuse_one_process_on_many_gpus, weights_dtype)
+                                            refuse_launches_that_cannot_run, resolve_precision, trainer_checkpointing,
+                                            weights_dtype)
 from r1_distill.errors import UserError, require
 from r1_distill.files import carry_tokenizer_files, write_json_atomic, write_text_atomic
 from r1_distill.manifest import file_digest, write_manifest
@@ -289,14 +290,13 @@ def train(config: TrainConfig) -> dict:
     if config.teacher:
         raise UserError("--teacher goes with --method on-policy")
     launch = current_launch()
-    refuse_one_process_on_many_gpus("train")
     student, base, recipe = resolve_student(config)
     registry = load_registry(config.models_file)
     method = config.method or recipe.method
     if method not in ("full", "lora", "qlora"):
         raise UserError(f"unknown method {method!r}: full, lora, qlora or on-policy")
     cuda = torch.cuda.is_available()
-    refuse_launch_that_cannot_run_here(launch, cuda=cuda)
+    refuse_launches_that_cannot_run("train", launch, cuda=cuda)
     max_length = config.max_length or recipe.max_length
     records = [r for r in read_traces(config.traces, format=config.trace_format) if r.kept is not False]
     if not records:
@@ -311,13 +311,9 @@ def train(config: TrainConfig) -> dict:
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
     tokenizer.chat_template = read_template(spec.train_template)
 
-    precision = config.precision or ("bf16" if cuda else "fp32")
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"unknown precision {precision!r}: bf16 or fp32")
+    precision = resolve_precision(config.precision, cuda)
     bf16 = precision == "bf16"
-    checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
-    if launch.backend == "fsdp":
-        checkpointing = False  # FSDP2 checkpoints its layers itself (fsdp_activation_checkpointing): not twice over
+    checkpointing = trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch)
     # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
     # CPU's SDPA does not. There --group-by-length cuts most of the padding instead; it is off by default
     # because same-length batches are less mixed (on the demo's task it cost the teacher much accuracy).

@@ -246,7 +246,7 @@ def check_format(tokenizer, spec: FormatSpec) -> None:
                         f"{tokenizer.eos_token!r}: the student would not stop")
 
 
-def _rows(weight) -> int:
+def weight_rows(weight) -> int:
     """An embedding matrix's rows, also when ZeRO-3 partitioned it at load (its local shape is then [0])."""
     return int(getattr(weight, "ds_shape", weight.shape)[0])
 
@@ -269,14 +269,14 @@ def prepare_model(model, plan: FormatPlan, tokenizer) -> None:
     mean) and the ids on config and generation config."""
     import torch
 
-    rows_before = _rows(model.get_input_embeddings().weight)
+    rows_before = weight_rows(model.get_input_embeddings().weight)
     if len(tokenizer) > rows_before:
         try:
             model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         except (NotImplementedError, AttributeError, ValueError) as exc:
             raise UserError(f"{type(model).__name__} cannot grow its embeddings for the chat format's tokens "
                             f"({exc}) and has no spare rows: choose a base with room, or a token_map") from None
-        plan.embedding_rows = (rows_before, _rows(model.get_input_embeddings().weight))
+        plan.embedding_rows = (rows_before, weight_rows(model.get_input_embeddings().weight))
     matrices = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None and output.weight is not matrices[0]:

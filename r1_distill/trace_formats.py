@@ -42,6 +42,7 @@ from .reasoning import THINK_CLOSE, THINK_OPEN, split_reasoning
 from .traces import TraceRecord
 
 OWN_FORMAT = "r1-distill"  # our own TraceRecord rows, as generate and filter write them
+DATASET_BACKEND = "dataset"  # the `backend` of a record read from a public set
 
 THOUGHT_TAGS = ("<|begin_of_thought|>", "<|end_of_thought|>")  # OpenThoughts, Bespoke-Stratos, Sky-T1
 ANSWER_WRAPPERS = (("<|begin_of_solution|>", "<|end_of_solution|>"), ("<answer>", "</answer>"))
@@ -403,7 +404,7 @@ class DatasetReader:
             index = self._samples_seen.get(problem_id, 0)
             self._samples_seen[problem_id] = index + 1
         fields = dict(problem_id=problem_id, problem=problem, prompt=problem, reference_answer=sample.reference,
-                      sample_index=index, teacher=source, backend="dataset", finish_reason=sample.finish_reason,
+                      sample_index=index, teacher=source, backend=DATASET_BACKEND, finish_reason=sample.finish_reason,
                       meta={**meta, **{k: v for k, v in sample.extra.items() if v is not None}})
         split = sample.split
         if split.thinking == OPEN:  # keep it unclosed, so that `filter`'s format check sees the cut

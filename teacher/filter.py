@@ -15,6 +15,7 @@ from r1_distill.errors import UserError
 from r1_distill.files import read_jsonl, write_json_atomic
 from r1_distill.manifest import write_manifest
 from r1_distill.sft_dataset import dataset_card, write_sft_dataset
+from r1_distill.trace_formats import DATASET_BACKEND
 from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
 
 from r1_distill.grading import TraceParts, grade
@@ -119,7 +120,6 @@ def _judge(config: FilterConfig, problem: str, answer: str, reference: str) -> O
 # A public trace set without reference answers (Mixture-of-Thoughts, OpenThoughts...) was filtered by its makers:
 # its traces go through every other check and are kept unverified, counted in the report. Our own traces without a
 # reference are dropped (a prompt file missing its answers is a mistake to show, not to train on).
-DATASET_BACKEND = "dataset"
 UNVERIFIED = "not verified: the source has no reference answer"
 GRADED_CHECKS = ["length", "format", "correctness", "arithmetic", "language", "readability", "repetition"]
 
