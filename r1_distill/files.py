@@ -59,16 +59,17 @@ def append_lines(path: str | os.PathLike, lines: list[str]) -> None:
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Complete JSON lines of a file; an unterminated or corrupt last line (a crash) is skipped."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    # what follows the last newline is empty, or a line a crash left unterminated: never a record
-    for number, raw in enumerate(data.split(b"\n")[:-1], start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield json.loads(raw)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: not a JSON line") from None
+    with open(path, "rb") as fh:  # a line at a time: a file of any size
+        for number, raw in enumerate(fh, start=1):
+            # what follows the last newline is empty, or a line a crash left unterminated: never a record
+            if not raw.endswith(b"\n"):
+                return
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}:{number}: not a JSON line") from None
 
 
 def repair_jsonl_tail(path: str | os.PathLike) -> None:

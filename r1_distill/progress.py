@@ -35,3 +35,14 @@ class StepProgress:
         self.progress.advance(self.task)
         if not sys.stderr.isatty():  # logs get one line per step instead of a redrawn bar
             print(f"[{self.title}] {name} done in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def count_progress(title: str, total: int, *, console: Console | None = None):
+    """A bar over `total` items where stderr is a terminal (nothing drawn otherwise); yields `advance(n)`."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                        TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
+                        disable=not sys.stderr.isatty())
+    with progress:
+        task = progress.add_task(title, total=total)
+        yield lambda n=1: progress.advance(task, n)

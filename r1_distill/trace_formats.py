@@ -374,15 +374,20 @@ class DatasetReader:
         return is_own_record(first_row(file))
 
     def read(self, file: Path) -> Iterator[TraceRecord]:
-        rows = iter_rows(file)
+        return self.read_rows(iter_rows(file), file)
+
+    def read_rows(self, rows: Iterator[dict], origin: Any) -> Iterator[TraceRecord]:
+        """The records of a stream of rows (a file's, or a hub dataset's streamed by `datasets`), its format
+        detected from the first row; `origin` names the stream in meta and in errors."""
+        rows = iter(rows)
         first = next(rows, None)
         if first is None:
             return
         fmt = self.forced_format or detect_format(first)
         if fmt is None:
-            raise unknown_format_error(file, first)
+            raise unknown_format_error(origin, first)
         for index, row in enumerate(itertools.chain([first], rows)):
-            yield from self._records(fmt, row, file, index)
+            yield from self._records(fmt, row, origin, index)
 
     def _records(self, fmt: TraceFormat, row: dict, file: Path, index: int) -> list[TraceRecord]:
         missing = sorted(fmt.columns - row.keys())

@@ -111,8 +111,13 @@ def iter_traces(path: str | Path, format: Optional[str] = None) -> Iterator[Trac
     format detected per file from its first row unless `format` names one."""
     from .trace_formats import DatasetReader
 
-    datasets = DatasetReader(format)
-    for file in _record_files(Path(path)):
+    return iter_records_with(Path(path), DatasetReader(format))
+
+
+def iter_records_with(path: Path, datasets) -> Iterator[TraceRecord]:
+    """The records of a file or folder, public sets read by `datasets` (a trace_formats.DatasetReader: one
+    reader numbers a problem's samples on across everything it reads)."""
+    for file in _record_files(path):
         if not datasets.reads_own(file):
             yield from datasets.read(file)
         elif file.suffix == ".parquet":
@@ -164,7 +169,7 @@ def _parquet_schema(pa):
 def _read_parquet(file: Path) -> Iterator[TraceRecord]:
     import pyarrow.parquet as pq
 
-    for row in pq.read_table(file).to_pylist():
+    for row in (row for batch in pq.ParquetFile(file).iter_batches(batch_size=256) for row in batch.to_pylist()):
         for key in _NESTED:
             if isinstance(row.get(key), str):
                 row[key] = json.loads(row[key])

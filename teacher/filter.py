@@ -1,56 +1,101 @@
 """`r1-distill filter`: rejection sampling. Every trace gets every check's verdict; the ones that
 pass all of them are kept (up to M per prompt), the others go to dropped.jsonl with the reasons.
-Nothing is silently dropped: len(kept) + len(dropped) == len(input)."""
+Nothing is silently dropped: len(kept) + len(dropped) == len(input).
+
+It streams, in memory that does not grow with the number of traces: the sources are read a row at a time
+(r1_distill.trace_sources) into sorted runs on disk (r1_distill.spill, a buffer at a time), which come
+back merged in (problem, sample) order, so each problem's samples arrive together. Problems are graded a
+batch at a time on every core (the next batch is read while one is graded); the per-problem steps
+(pass-rate band, keep-per-prompt, duplicate traces) keep one problem's verdicts, the duplicate-prompt step
+a hash per problem, decontamination the benchmarks' n-grams; kept.jsonl, dropped.jsonl and dataset/ are
+written as the batches finish, under temporary names moved into place at the end."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import shutil
+import tempfile
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from array import array
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from r1_distill.errors import UserError
 from r1_distill.files import read_jsonl, write_json_atomic
 from r1_distill.manifest import write_manifest
-from r1_distill.sft_dataset import dataset_card, write_sft_dataset
-from r1_distill.trace_formats import DATASET_BACKEND
-from r1_distill.traces import CheckResult, TraceRecord, read_traces, write_traces
+from r1_distill.options import internal, option
+from r1_distill.progress import count_progress
+from r1_distill.sft_dataset import SFTDatasetWriter, dataset_card
+from r1_distill.spill import SortedSpill
+from r1_distill.trace_formats import DATASET_BACKEND, DatasetReader
+from r1_distill.trace_sources import HUB_ID, parse_sources, source_records
+from r1_distill.traces import CheckResult, TraceRecord
 
 from r1_distill.grading import TraceParts, grade
-from r1_distill.grading.code import require_sandbox_for
-from r1_distill.grading.remote import parse_spec
+from r1_distill.grading.code import is_code_reference
+from r1_distill.grading.remote import parse_spec, require_sandbox
 from r1_distill.grading.pool import GradingPool, available_cpus
 
 # order matters: a dropped trace's reason is its first failing check
 CHECK_ORDER = ["decontamination", "duplicate_prompt", "duplicate_trace", "length", "format", "correctness",
                "arithmetic", "language", "readability", "repetition", "pass_rate_band", "keep_per_prompt"]
+BATCH_TRACES = 512  # traces graded together (whole problems: a batch ends at a problem's last sample)
+BATCH_CHARS = 24 << 20  # ... or fewer, when they are long
+
+TRACES_HELP = ("Traces: a folder written by r1-distill generate, a .jsonl/.parquet file (ours or a public set's rows) "
+               "or a datasets hub id, streamed. Repeat to mix sources; each may end in :cap=N (at most its first N "
+               "traces), :weight=W (that share, 0 < W <= 1, of its problems, chosen by a hash of the problem: the same "
+               "every run), and for a hub id :config=NAME and :split=NAME (default train). Duplicates are found across "
+               "sources; report.json and the dataset card count each source.")
+SANDBOX_HELP = "Where code tests run: local (bubblewrap), piston:URL (a Piston server) or e2b (E2B_API_KEY)."
+TRACE_FORMAT_HELP = ("The traces' row shape, e.g. openr1-math, openthoughts, am-deepseek-r1 (default: detected from the "
+                     "columns; an unknown shape's error lists every format).")
 
 
 @dataclass
 class FilterConfig:
-    traces: str
-    out: str
-    decontaminate: list[str] = field(default_factory=list)  # benchmark files (JSONL with `problem`)
-    reference: Optional[str] = None  # JSONL with id and answer, when traces carry no reference
-    keep_per_prompt: Optional[int] = None
-    min_pass_rate: float = 0.0
-    max_pass_rate: float = 1.0
-    ngram: int = 8  # decontamination word n-gram (open-r1, s1)
-    language: str = "Latin"
-    min_language_share: float = 0.95
-    max_repetition: float = 0.3
-    max_paragraph_chars: int = 3000
-    allow_code: bool = False
-    check_arithmetic: bool = False  # every plain "a op b = c" step in the reasoning must hold
-    min_tokens: int = 0
-    max_tokens: Optional[int] = None
-    judge: Optional[str] = None  # OpenAI-compatible base URL of an LLM judge for unparsable answers
-    judge_model: str = "judge"
-    workers: Optional[int] = None  # grading processes; default: every available core
-    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
-    trace_format: Optional[str] = None  # the traces' row shape (r1_distill.trace_formats); default: detected
+    traces: list[str] = option(help=TRACES_HELP, metavar="PATH_OR_HUB_ID")
+    out: str = option(help="Folder for kept.jsonl, dropped.jsonl, report.json, report.png and dataset/ (Parquet + card).")
+    decontaminate: list[str] = option(
+        default_factory=list, metavar="BENCH",
+        help="Benchmark to decontaminate against: a JSONL file with `problem` (or question/prompt), or a datasets hub "
+             "id (every split, or HUB_ID:split=NAME). Repeat for several.")
+    reference: Optional[str] = option(None, help="JSONL with id and answer, for traces that carry no reference.")
+    keep_per_prompt: Optional[int] = option(None, help="Keep at most M correct traces per prompt.")
+    min_pass_rate: float = option(0.0, help="Drop the prompts whose share of correct samples is below this.")
+    max_pass_rate: float = option(1.0, help="Drop the prompts whose share of correct samples is above this.")
+    ngram: int = option(8, help="Word n-gram shared with a benchmark problem that counts as contamination (open-r1, s1: 8).")
+    language: str = option("Latin", help="Expected script of the traces.")
+    min_language_share: float = option(0.95, help="Share of the letters that must be in the expected script.")
+    max_repetition: float = option(0.3, help="Drop traces whose repeated n-gram share is above this.")
+    max_paragraph_chars: int = option(3000, help="Drop traces with a longer paragraph (readability).")
+    allow_code: bool = option(False, help="Keep traces with code blocks.")
+    check_arithmetic: bool = option(False, help="Drop traces with a wrong 'a op b = c' step, even when the answer is right.")
+    min_tokens: int = option(0, help="Drop traces shorter than this.")
+    max_tokens: Optional[int] = option(None, help="Drop traces longer than this.")
+    judge: Optional[str] = option(None, help="OpenAI-compatible URL of an LLM judge for unparsable answers.")
+    judge_model: str = option("judge", help="The judge's model name.")
+    workers: Optional[int] = option(None, help="Grading processes (default: every available core).")
+    sandbox: str = option("local", metavar="SPEC", help=SANDBOX_HELP)
+    trace_format: Optional[str] = option(None, flags=("--format",), metavar="NAME", help=TRACE_FORMAT_HELP)
+    push_to_hub: Optional[str] = option(
+        None, metavar="REPO",
+        help="Push dataset/ (Parquet shards and card) to this hub dataset repo when done; needs a token (HF_TOKEN or "
+             "`hf auth login`), checked before anything runs.")
+    spill_bytes: Optional[int] = internal(None)  # trace bytes held before a sorted run goes to disk (default: spill.BUFFER_BYTES)
+
+    def __post_init__(self):
+        if isinstance(self.traces, (str, os.PathLike)):  # one source, as callers before mixing passed it
+            self.traces = [str(self.traces)]
+        self.traces = [str(t) for t in self.traces]
+        self.decontaminate = [str(d) for d in self.decontaminate or []]
 
 
 def _words(text: str) -> list[str]:
@@ -62,19 +107,18 @@ def _normalized(text: str) -> str:
 
 
 class Decontaminator:
+    """The word n-grams of every benchmark problem (memory bounded by the benchmarks, not the traces)."""
+
     def __init__(self, files: list[str], n: int = 8):
         self.n = n
         self.grams: dict[tuple, str] = {}
         self.short: dict[str, str] = {}
         for file in files:
-            path = Path(file)
-            if not path.is_file():
-                raise UserError(f"benchmark file {file} does not exist (--decontaminate)")
-            for row in read_jsonl(path):
+            for name, row in _benchmark_rows(file):
                 problem = row.get("problem") or row.get("question") or row.get("prompt")
                 if not problem:
                     raise UserError(f"{file}: a record has no 'problem' (or 'question'/'prompt') field")
-                label = f"{path.name}:{row.get('id', '?')}"
+                label = f"{name}:{row.get('id', row.get('unique_id', '?'))}"
                 words = _words(problem)
                 if len(words) < n:
                     self.short[" ".join(words)] = label
@@ -90,6 +134,24 @@ class Decontaminator:
             if hit:
                 return hit
         return None
+
+
+def _benchmark_rows(spec: str) -> Iterator[tuple[str, dict]]:
+    """A benchmark's rows: a JSONL file, or a hub dataset (`HUB_ID[:split=NAME]`, every split by default) streamed."""
+    path = Path(spec)
+    if path.is_file():
+        for row in read_jsonl(path):
+            yield path.name, row
+        return
+    location, _, split = spec.partition(":split=")
+    if path.exists() or not HUB_ID.match(location):
+        raise UserError(f"benchmark file {spec} does not exist (--decontaminate)")
+    import datasets
+
+    streams = datasets.load_dataset(location, split=split or None, streaming=True)
+    for stream in ([streams] if split else streams.values()):
+        for row in stream:
+            yield location, row
 
 
 def _load_references(path: Optional[str]) -> dict[str, str]:
@@ -134,15 +196,18 @@ def _check_options(config: FilterConfig) -> dict[str, dict]:
     }
 
 
-def run_checks(records: list[TraceRecord], config: FilterConfig) -> tuple[list[dict[str, CheckResult]], float]:
+def run_checks(records: list[TraceRecord], config: FilterConfig,
+               pool: Optional[GradingPool] = None) -> tuple[list[dict[str, CheckResult]], float]:
     """Every graded check on every record, on all cores, each under its hard time limit
     (r1_distill.grading); an unreadable answer goes to the LLM judge when one is given. Also returns
     the CPU seconds the grading processes spent."""
+    if pool is None:
+        with GradingPool(config.workers) as own:
+            return run_checks(records, config, own)
     names = [n for n in GRADED_CHECKS if n != "arithmetic" or config.check_arithmetic]
     parts = [TraceParts.from_record(r) for r in records]
-    with GradingPool(config.workers) as pool:
-        verdicts = grade(parts, names, _check_options(config), pool=pool)
-        cpu_seconds = pool.cpu_seconds
+    verdicts = grade(parts, names, _check_options(config), pool=pool)
+    cpu_seconds = pool.cpu_seconds
     results = []
     for record, p, verdict in zip(records, parts, verdicts):
         passed, reason = verdict["correctness"]
@@ -157,102 +222,292 @@ def run_checks(records: list[TraceRecord], config: FilterConfig) -> tuple[list[d
     return results, cpu_seconds
 
 
+def require_hub_token(repo: str) -> None:
+    """--push-to-hub needs a token: HF_TOKEN or the stored login. Checked before any work."""
+    from huggingface_hub import get_token
+
+    if not re.fullmatch(r"([\w.-]+/)?[\w.-]+", repo):
+        raise UserError(f"--push-to-hub {repo}: not a hub repo id (owner/name)")
+    if not get_token():
+        raise UserError(f"--push-to-hub {repo} needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+
+
+def push_dataset(folder: Path, repo: str) -> str:
+    """Upload the dataset folder (shards and card) to a hub dataset repo, made if it does not exist."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=url.repo_id, repo_type="dataset",
+                      commit_message="r1-distill filter: kept traces")
+    return f"{url}"
+
+
+def _hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).digest()
+
+
+class _Lines:
+    """A JSONL output written a record at a time under a temporary name, moved into place by `finish`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, record: TraceRecord) -> None:
+        self.fh.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n")
+
+    def finish(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class _Tally:
+    """What the report, the card and the plots need, in memory that grows with the problems at most."""
+
+    input: int = 0
+    kept: int = 0
+    dropped: int = 0
+    kept_unverified: int = 0
+    timed_out: int = 0
+    prompts_with_a_kept_trace: int = 0
+    grading_s: float = 0.0
+    grading_cpu_s: float = 0.0
+
+    def __post_init__(self):
+        self.reasons: Counter = Counter()
+        self.failing: Counter = Counter()
+        self.teachers: Counter = Counter()
+        self.kept_checks: set[str] = set()
+        self.pass_rates: dict[str, float] = {}
+        self.kept_len, self.drop_len = array("q"), array("q")
+
+
 def filter_traces(config: FilterConfig) -> dict:
     started = time.perf_counter()
     parse_spec(config.sandbox)  # a bad --sandbox fails here, before anything is read
-    # concurrent sampling appends in completion order; sorting makes kept.jsonl the same file every run
-    records = sorted(read_traces(config.traces, format=config.trace_format), key=lambda r: (r.problem_id, r.sample_index))
-    if not records:
-        raise UserError(f"no trace records in {config.traces}")
-    refs = _load_references(config.reference)
-    decon = Decontaminator(config.decontaminate, config.ngram) if config.decontaminate else None
     if not (0 <= config.min_pass_rate <= config.max_pass_rate <= 1):
         raise UserError("pass-rate band must satisfy 0 <= --min-pass-rate <= --max-pass-rate <= 1")
-
-    seen_prompts: dict[str, str] = {}
-    seen_traces: dict[tuple[str, str], int] = {}
-    contamination: dict[str, Optional[str]] = {}
-    for r in records:
-        if r.reference_answer is None and r.problem_id in refs:
-            r.reference_answer = refs[r.problem_id]
-        r.checks = {}
-        if decon is not None:
-            if r.problem_id not in contamination:
-                contamination[r.problem_id] = decon.match(r.problem)
-            hit = contamination[r.problem_id]
-            r.checks["decontamination"] = CheckResult(
-                passed=hit is None, reason=f"shares a {config.ngram}-gram with {hit}" if hit else "clean")
-        norm = _normalized(r.problem)
-        first = seen_prompts.setdefault(norm, r.problem_id)
-        r.checks["duplicate_prompt"] = CheckResult(
-            passed=first == r.problem_id, reason=f"same problem as {first}" if first != r.problem_id else "unique")
-        key = (r.problem_id, " ".join(r.completion.lower().split()))  # symbols count: `a + b` is not `a - b`
-        first_sample = seen_traces.setdefault(key, r.sample_index)
-        r.checks["duplicate_trace"] = CheckResult(
-            passed=first_sample == r.sample_index,
-            reason=f"same trace as sample {first_sample}" if first_sample != r.sample_index else "unique")
-    require_sandbox_for((r.reference_answer for r in records), config.sandbox)
-    graded_at = time.perf_counter()
-    graded, grading_cpu_s = run_checks(records, config)
-    for r, verdicts in zip(records, graded):
-        r.checks.update(verdicts)
-    grading_s = time.perf_counter() - graded_at
-
-    by_prompt: dict[str, list[TraceRecord]] = defaultdict(list)
-    for r in records:
-        by_prompt[r.problem_id].append(r)
-    pass_rates = {}
-    for pid, group in by_prompt.items():
-        rate = sum(r.checks["correctness"].passed for r in group) / len(group)
-        pass_rates[pid] = rate
-        in_band = config.min_pass_rate <= rate <= config.max_pass_rate
-        kept_here = 0
-        for r in sorted(group, key=lambda r: r.sample_index):
-            r.meta["pass_rate"] = rate
-            r.checks["pass_rate_band"] = CheckResult(
-                passed=in_band, reason=f"prompt pass rate {rate:.2f} in [{config.min_pass_rate}, {config.max_pass_rate}]"
-                if in_band else f"prompt pass rate {rate:.2f} outside [{config.min_pass_rate}, {config.max_pass_rate}]")
-            good = all(r.checks[c].passed for c in CHECK_ORDER if c in r.checks)
-            if good and config.keep_per_prompt is not None and kept_here >= config.keep_per_prompt:
-                r.checks["keep_per_prompt"] = CheckResult(passed=False, reason=f"already kept {config.keep_per_prompt} for this prompt")
-                good = False
-            elif good:
-                r.checks["keep_per_prompt"] = CheckResult(passed=True, reason="kept")
-            kept_here += good
-            r.kept = good
-
-    kept = [r for r in records if r.kept]
-    dropped = [r for r in records if not r.kept]
-    reasons = Counter(next(c for c in CHECK_ORDER if c in r.checks and not r.checks[c].passed) for r in dropped)
-    failing = Counter(c for r in records for c, v in r.checks.items() if not v.passed)
+    if config.push_to_hub:
+        require_hub_token(config.push_to_hub)
+    sources = parse_sources(config.traces)
+    refs = _load_references(config.reference)
+    decon = Decontaminator(config.decontaminate, config.ngram) if config.decontaminate else None
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_traces(out / "kept.jsonl", kept)
-    write_traces(out / "dropped.jsonl", dropped)
-    elapsed = time.perf_counter() - started
-    report = {
-        "input": len(records), "kept": len(kept), "dropped": len(dropped), "prompts": len(by_prompt),
-        "prompts_with_a_kept_trace": len({r.problem_id for r in kept}),
-        "kept_unverified": sum(r.checks["correctness"].reason == UNVERIFIED for r in kept),
-        "dropped_by_first_reason": dict(reasons), "failing_by_check": dict(failing),
-        "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
-        "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(len(records) / elapsed, 1),
-        "grading": {"workers": config.workers or available_cpus(), "seconds": round(grading_s, 3),
-                    "cpu_seconds": round(grading_cpu_s, 3),
-                    "timed_out": sum("(hard limit)" in v.reason for r in records for v in r.checks.values())},
-    }
-    write_json_atomic(out / "report.json", report)
-    card = dataset_card(name=out.name, report=report, sources=dict(Counter(r.teacher for r in records)),
-                        checks=sorted({c for r in kept for c in r.checks}), decontaminated_against=config.decontaminate)
-    write_sft_dataset(out / "dataset", kept, card)
-    _plots(out, records, pass_rates)
-    write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
-                   outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl", "dataset": "dataset"},
-                   metrics={k: report[k] for k in ("input", "kept", "dropped", "mean_pass_rate")})
-    return report
+    work = Path(tempfile.mkdtemp(prefix=".filter-", dir=out))
+    outputs: list = []
+    try:
+        spill = SortedSpill(work, **({"buffer_bytes": config.spill_bytes} if config.spill_bytes else {}))
+        per_source = _spill_sources(config, sources, spill, refs)
+        if not spill.count:
+            raise UserError(f"no trace records in {', '.join(config.traces)}")
+        kept_out, dropped_out = _Lines(out / "kept.jsonl"), _Lines(out / "dropped.jsonl")
+        dataset = SFTDatasetWriter(out / "dataset")
+        outputs = [kept_out, dropped_out, dataset]
+        tally = _Tally()
+        _stream(config, spill, decon, tally, per_source, kept_out, dropped_out, dataset)
+        spill.close()
+        kept_out.finish()
+        dropped_out.finish()
+        elapsed = time.perf_counter() - started
+        pass_rates = tally.pass_rates
+        report = {
+            "input": tally.input, "kept": tally.kept, "dropped": tally.dropped, "prompts": len(pass_rates),
+            "prompts_with_a_kept_trace": tally.prompts_with_a_kept_trace, "kept_unverified": tally.kept_unverified,
+            "dropped_by_first_reason": dict(tally.reasons), "failing_by_check": dict(tally.failing),
+            "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
+            "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(tally.input / elapsed, 1),
+            "grading": {"workers": config.workers or available_cpus(), "seconds": round(tally.grading_s, 3),
+                        "cpu_seconds": round(tally.grading_cpu_s, 3), "timed_out": tally.timed_out},
+            "sources": per_source,
+        }
+        write_json_atomic(out / "report.json", report)
+        card = dataset_card(name=out.name, report=report, sources=dict(tally.teachers), checks=sorted(tally.kept_checks),
+                            decontaminated_against=config.decontaminate, inputs=per_source)
+        dataset.finish(card)
+        _plots(out, tally.kept_len, tally.drop_len, pass_rates)
+        write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
+                       outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl", "dataset": "dataset"},
+                       metrics={k: report[k] for k in ("input", "kept", "dropped", "mean_pass_rate")})
+        if config.push_to_hub:
+            report["pushed_to"] = push_dataset(out / "dataset", config.push_to_hub)
+        return report
+    finally:
+        for output in outputs:
+            output.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def _plots(out: Path, records: list[TraceRecord], pass_rates: dict[str, float]) -> None:
+def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict[str, str]) -> dict[str, dict]:
+    """Read every source a record at a time into the spill, keyed by (problem, sample, source); returns the
+    per-source counts (filled in further by the grading pass)."""
+    reader = DatasetReader(config.trace_format)  # one for all sources: a problem's samples numbered on across them
+    per_source: dict[str, dict] = {}
+    names = []
+    sandbox_checked = False
+    for number, source in enumerate(sources):
+        name = source.spec if source.spec not in per_source else f"{source.spec} (#{number + 1})"
+        names.append(name)
+        counts = per_source[name] = {"input": 0, "kept": 0, "dropped": 0}
+        if source.cap is not None:
+            counts["cap"] = source.cap
+        if source.weight is not None:
+            counts["weight"] = source.weight
+        for record in source_records(source, reader):
+            if record.reference_answer is None and record.problem_id in refs:
+                record.reference_answer = refs[record.problem_id]
+            if not sandbox_checked and record.reference_answer is not None and is_code_reference(str(record.reference_answer)):
+                require_sandbox(config.sandbox)  # a code problem's tests need a sandbox that runs: before any grading
+                sandbox_checked = True
+            counts["input"] += 1
+            spill.add((record.problem_id, record.sample_index, number), record.model_dump_json())
+    spill.names = names  # type: ignore[attr-defined]
+    return per_source
+
+
+def _batches(spill: SortedSpill) -> Iterator[list[list[tuple[int, TraceRecord]]]]:
+    """Whole problems, a batch at a time: lists of (source number, record), a problem's samples in order."""
+    batch, traces, chars = [], 0, 0
+    for _, items in groupby(spill.merged(), key=lambda item: item.key[0]):
+        group = []
+        for item in items:
+            record = TraceRecord.model_validate_json(item.payload)
+            group.append((item.key[2], record))
+            chars += len(item.payload)
+        batch.append(group)
+        traces += len(group)
+        if traces >= BATCH_TRACES or chars >= BATCH_CHARS:
+            yield batch
+            batch, traces, chars = [], 0, 0
+    if batch:
+        yield batch
+
+
+def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontaminator], tally: _Tally,
+            per_source: dict[str, dict], kept_out: _Lines, dropped_out: _Lines, dataset: SFTDatasetWriter) -> None:
+    seen_prompts: dict[bytes, str] = {}  # a hash of each problem's text -> the first problem id with it
+
+    def prechecks(batch) -> list[TraceRecord]:
+        """The checks that need no grading: decontamination, duplicate prompts, duplicate traces (in a problem)."""
+        records = []
+        for group in batch:
+            contamination: dict[str, Optional[str]] = {}
+            seen_traces: dict[bytes, int] = {}
+            for _, r in group:
+                r.checks = {}
+                if decon is not None:
+                    if r.problem not in contamination:
+                        contamination[r.problem] = decon.match(r.problem)
+                    hit = contamination[r.problem]
+                    r.checks["decontamination"] = CheckResult(
+                        passed=hit is None, reason=f"shares a {config.ngram}-gram with {hit}" if hit else "clean")
+                first = seen_prompts.setdefault(_hash(_normalized(r.problem)), r.problem_id)
+                r.checks["duplicate_prompt"] = CheckResult(
+                    passed=first == r.problem_id, reason=f"same problem as {first}" if first != r.problem_id else "unique")
+                # symbols count: `a + b` is not `a - b`; the first of identical traces is kept, whatever source it is from
+                key = _hash(" ".join(r.completion.lower().split()))
+                if key in seen_traces:
+                    r.checks["duplicate_trace"] = CheckResult(passed=False, reason=f"same trace as sample {seen_traces[key]}")
+                else:
+                    seen_traces[key] = r.sample_index
+                    r.checks["duplicate_trace"] = CheckResult(passed=True, reason="unique")
+                records.append(r)
+        return records
+
+    def finish(batch, graded: list[dict[str, CheckResult]]) -> None:
+        verdicts = iter(graded)
+        for group in batch:
+            for _, r in group:
+                r.checks.update(next(verdicts))
+            _per_problem(config, group, tally)
+            for number, r in group:
+                counts = per_source[spill.names[number]]
+                tally.input += 1
+                tally.teachers[r.teacher] += 1
+                length = r.completion_tokens or len(r.completion.split())
+                for c, v in r.checks.items():
+                    if not v.passed:
+                        tally.failing[c] += 1
+                    if "(hard limit)" in v.reason:
+                        tally.timed_out += 1
+                if r.kept:
+                    tally.kept += 1
+                    counts["kept"] += 1
+                    tally.kept_unverified += r.checks["correctness"].reason == UNVERIFIED
+                    tally.kept_checks.update(r.checks)
+                    tally.kept_len.append(length)
+                    kept_out.write(r)
+                    dataset.add(r)
+                else:
+                    tally.dropped += 1
+                    counts["dropped"] += 1
+                    tally.reasons[next(c for c in CHECK_ORDER if c in r.checks and not r.checks[c].passed)] += 1
+                    tally.drop_len.append(length)
+                    dropped_out.write(r)
+            advance(len(group))
+
+    def timed_checks(records):
+        at = time.perf_counter()
+        graded, cpu = run_checks(records, config, pool)
+        return graded, cpu, time.perf_counter() - at
+
+    with GradingPool(config.workers) as pool, ThreadPoolExecutor(1) as grader, \
+            count_progress("filter", spill.count) as advance:
+        pending = None
+        for batch in _batches(spill):
+            future = grader.submit(timed_checks, prechecks(batch))  # graded while the next batch is read
+            if pending is not None:
+                _finish_pending(pending, finish, tally)
+            pending = (batch, future)
+        if pending is not None:
+            _finish_pending(pending, finish, tally)
+
+
+def _finish_pending(pending, finish, tally: _Tally) -> None:
+    batch, future = pending
+    graded, cpu, seconds = future.result()
+    tally.grading_s += seconds
+    tally.grading_cpu_s += cpu
+    finish(batch, graded)
+
+
+def _per_problem(config: FilterConfig, group: list[tuple[int, TraceRecord]], tally: _Tally) -> None:
+    """The pass rate of one problem's samples, its band, and keep-per-prompt."""
+    records = [r for _, r in group]
+    rate = sum(r.checks["correctness"].passed for r in records) / len(records)
+    pid = records[0].problem_id
+    tally.pass_rates[pid] = rate
+    in_band = config.min_pass_rate <= rate <= config.max_pass_rate
+    kept_here = 0
+    for r in records:  # in sample order
+        r.meta["pass_rate"] = rate
+        r.checks["pass_rate_band"] = CheckResult(
+            passed=in_band, reason=f"prompt pass rate {rate:.2f} in [{config.min_pass_rate}, {config.max_pass_rate}]"
+            if in_band else f"prompt pass rate {rate:.2f} outside [{config.min_pass_rate}, {config.max_pass_rate}]")
+        good = all(r.checks[c].passed for c in CHECK_ORDER if c in r.checks)
+        if good and config.keep_per_prompt is not None and kept_here >= config.keep_per_prompt:
+            r.checks["keep_per_prompt"] = CheckResult(passed=False, reason=f"already kept {config.keep_per_prompt} for this prompt")
+            good = False
+        elif good:
+            r.checks["keep_per_prompt"] = CheckResult(passed=True, reason="kept")
+        kept_here += good
+        r.kept = good
+    tally.prompts_with_a_kept_trace += any(r.kept for r in records)
+
+
+def _plots(out: Path, kept_len: array, drop_len: array, pass_rates: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,8 +516,6 @@ def _plots(out: Path, records: list[TraceRecord], pass_rates: dict[str, float]) 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].hist(list(pass_rates.values()), bins=11, range=(0, 1), color="#4477aa")
     axes[0].set(title="Pass rate per prompt", xlabel="share of samples correct", ylabel="prompts")
-    kept_len = [r.completion_tokens or len(r.completion.split()) for r in records if r.kept]
-    drop_len = [r.completion_tokens or len(r.completion.split()) for r in records if not r.kept]
     axes[1].hist([kept_len, drop_len], bins=20, label=["kept", "dropped"], color=["#228833", "#cc6677"], stacked=True)
     axes[1].set(title="Trace length", xlabel="completion tokens", ylabel="traces")
     axes[1].legend()
