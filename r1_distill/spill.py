@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-BUFFER_BYTES = 64 << 20  # payload bytes held before a run is written
+BUFFER_BYTES = 32 << 20  # payload bytes held before a run is written
 MAX_FAN_IN = 128  # runs open at once in a merge; more are merged down first
 READ_BUFFER = 1 << 16
 
