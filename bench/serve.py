@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from r1_distill.files import cache_root  # noqa: E402
-from r1_distill.serve.process import stop_process, wait_healthy  # noqa: E402
+from r1_distill.server_process import stop_process, wait_healthy  # noqa: E402
 from r1_distill.tiny import TinySpec, build_tiny_model  # noqa: E402
 
 QWEN25_15B = TinySpec(architecture="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -151,7 +151,7 @@ def medians(rounds: list[dict]) -> dict:
 
 class LlamaServer:
     def __init__(self, binary: Path, gguf: Path, parallel: int, ctx: int, threads: int | None, log: Path):
-        from r1_distill.serve.process import free_port
+        from r1_distill.server_process import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -176,8 +176,8 @@ def ratio(a: float, b: float) -> float | None:
 
 
 def main() -> None:
-    from r1_distill.serve.cpu import physical_cores
-    from r1_distill.serve.process import ServerProcess
+    from r1_distill.llama.threads import physical_cores
+    from r1_distill.server_process import ServerProcess
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf")

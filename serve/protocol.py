@@ -1,7 +1,7 @@
-"""Request bodies of the OpenAI API (Chat Completions, Completions), every field range-checked, so that
-bad input is a 400 naming the field, never a 500 or a hang. A field this server does not implement
-is refused with a 400 rather than ignored; fields that mean nothing locally (user, metadata, store,
-...) are accepted. The Responses API's body is in :mod:`.responses`."""
+"""Request bodies of the OpenAI API (Chat Completions, Completions, Responses, and /tokenize), every field
+range-checked, so that bad input is a 400 naming the field, never a 500 or a hang. A field this server
+does not implement is refused with a 400 rather than ignored; fields that mean nothing locally (user,
+metadata, store, ...) are accepted."""
 
 from __future__ import annotations
 
@@ -15,12 +15,21 @@ SEED = Annotated[StrictInt, Field(ge=0, le=2**64 - 1)]
 MAX_STOPS, MAX_STOP_CHARS, MAX_CHOICES, MAX_TOP_LOGPROBS, MAX_LOGIT_BIAS = 16, 256, 16, 20, 1024
 EFFORTS = ("none", "minimal", "low", "medium", "high")
 
+# the sampling fields' ranges, one declaration for every API
+MaxTokens = Annotated[StrictInt, Field(ge=1, le=MAX_INT)]
+Temperature = Annotated[Number, Field(ge=0, le=2)]
+TopP = Annotated[Number, Field(gt=0, le=1)]
+TopK = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+ThinkingBudget = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+TopLogprobs = Annotated[StrictInt, Field(ge=0, le=MAX_TOP_LOGPROBS)]
 
-class Strict(BaseModel):
+
+class StrictBody(BaseModel):
+    """A request body (or part of one) that refuses fields it does not declare."""
     model_config = ConfigDict(extra="forbid")
 
 
-class Harmless(Strict):
+class IgnoredFields(StrictBody):
     """Fields with no local meaning, accepted so that ordinary clients work unchanged."""
     user: Optional[StrictStr] = None
     metadata: Optional[dict[str, Any]] = None
@@ -33,12 +42,12 @@ class Harmless(Strict):
     tool_choice: Optional[Literal["none", "auto"]] = None
 
 
-class TextPart(Strict):
+class TextPart(StrictBody):
     type: Literal["text"]
     text: StrictStr
 
 
-class Message(Strict):
+class Message(StrictBody):
     role: Literal["system", "developer", "user", "assistant"]
     content: Optional[Union[StrictStr, list[TextPart]]] = None
     reasoning_content: Optional[StrictStr] = None  # accepted from clients that send it back; dropped
@@ -67,19 +76,19 @@ class Message(Strict):
         return self.content or ""
 
 
-class StreamOptions(Strict):
+class ChatStreamOptions(StrictBody):
     include_usage: StrictBool = False
     continuous_usage_stats: Optional[StrictBool] = None
 
 
-class JSONSchemaFormat(Strict):
+class JSONSchemaFormat(StrictBody):
     name: Annotated[StrictStr, Field(min_length=1, max_length=64)] = "response"
     description: Optional[StrictStr] = None
     schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
     strict: Optional[StrictBool] = None
 
 
-class ResponseFormat(Strict):
+class ResponseFormat(StrictBody):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: Optional[JSONSchemaFormat] = None
 
@@ -104,18 +113,18 @@ def _stop_list(value):
     return value
 
 
-class SamplingFields(Harmless):
+class SamplingFields(IgnoredFields):
     model: Optional[StrictStr] = None
-    max_tokens: Optional[Annotated[StrictInt, Field(ge=1, le=MAX_INT)]] = None
-    temperature: Optional[Annotated[Number, Field(ge=0, le=2)]] = None
-    top_p: Optional[Annotated[Number, Field(gt=0, le=1)]] = None
-    top_k: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_INT)]] = None
+    max_tokens: Optional[MaxTokens] = None
+    temperature: Optional[Temperature] = None
+    top_p: Optional[TopP] = None
+    top_k: Optional[TopK] = None
     seed: Optional[SEED] = None
     stop: Optional[Union[Annotated[StrictStr, Field(max_length=MAX_STOP_CHARS)],
                          Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
                                    Field(max_length=MAX_STOPS)]]] = None
     stream: StrictBool = False
-    stream_options: Optional[StreamOptions] = None
+    stream_options: Optional[ChatStreamOptions] = None
     n: Annotated[StrictInt, Field(ge=1, le=MAX_CHOICES)] = 1
     presence_penalty: Optional[Annotated[Number, Field(ge=-2, le=2)]] = None
     frequency_penalty: Optional[Annotated[Number, Field(ge=-2, le=2)]] = None
@@ -156,14 +165,14 @@ class ChatTemplateKwargs(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[Message], Field(min_length=1)]
-    max_completion_tokens: Optional[Annotated[StrictInt, Field(ge=1, le=MAX_INT)]] = None
+    max_completion_tokens: Optional[MaxTokens] = None
     reasoning_format: Literal["auto", "deepseek", "none"] = "auto"
     reasoning_effort: Optional[Literal[EFFORTS]] = None
-    thinking_budget_tokens: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_INT)]] = None
+    thinking_budget_tokens: Optional[ThinkingBudget] = None
     budget_forcing_waits: Annotated[StrictInt, Field(ge=0, le=16)] = 0  # s1: "Wait" instead of an early </think>
     chat_template_kwargs: Optional[ChatTemplateKwargs] = None
     logprobs: Optional[StrictBool] = None
-    top_logprobs: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_TOP_LOGPROBS)]] = None
+    top_logprobs: Optional[TopLogprobs] = None
 
     @field_validator("messages")
     @classmethod
@@ -197,7 +206,7 @@ class CompletionRequest(SamplingFields):
     prompt: Union[Annotated[StrictStr, Field(min_length=1)], TokenIds,
                   Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1, max_length=MAX_CHOICES)],
                   Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_CHOICES)]]
-    logprobs: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_TOP_LOGPROBS)]] = None
+    logprobs: Optional[TopLogprobs] = None
 
     @model_validator(mode="after")
     def _choices_bounded(self):
@@ -215,7 +224,7 @@ class CompletionRequest(SamplingFields):
         return list(p)
 
 
-class TokenizeRequest(Strict):
+class TokenizeRequest(StrictBody):
     """POST /tokenize, as vLLM (`prompt`) and llama-server (`content`) take it: the token ids a text prompt
     of /v1/completions becomes (special tokens written in the text are parsed; nothing is added)."""
     model: Optional[StrictStr] = None
@@ -233,3 +242,47 @@ class TokenizeRequest(Strict):
     @property
     def text(self) -> str:
         return self.prompt if self.prompt is not None else self.content
+
+
+# -- the Responses API ----------------------------------------------------------------------------
+class ReasoningConfig(StrictBody):
+    effort: Optional[Literal[EFFORTS]] = None
+    summary: Optional[Literal["auto", "concise", "detailed"]] = None  # the full text is always returned
+    generate_summary: Optional[Literal["auto", "concise", "detailed"]] = None
+
+
+class TextFormat(StrictBody):
+    type: Literal["text", "json_object", "json_schema"]
+    name: Optional[StrictStr] = None
+    description: Optional[StrictStr] = None
+    schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
+    strict: Optional[StrictBool] = None
+
+
+class TextConfig(StrictBody):
+    format: Optional[TextFormat] = None
+    verbosity: Optional[Literal["medium"]] = None  # only the default: the model's length is its own
+
+
+class ResponsesStreamOptions(StrictBody):
+    include_obfuscation: Optional[StrictBool] = None
+
+
+class ResponsesRequest(IgnoredFields):
+    model: Optional[StrictStr] = None
+    input: Union[Annotated[StrictStr, Field(min_length=1)], Annotated[list[dict[str, Any]], Field(min_length=1)]]
+    instructions: Optional[StrictStr] = None
+    max_output_tokens: Optional[MaxTokens] = None
+    temperature: Optional[Temperature] = None
+    top_p: Optional[TopP] = None
+    top_k: Optional[TopK] = None
+    seed: Optional[SEED] = None
+    stream: StrictBool = False
+    stream_options: Optional[ResponsesStreamOptions] = None
+    reasoning: Optional[ReasoningConfig] = None
+    text: Optional[TextConfig] = None
+    top_logprobs: Optional[TopLogprobs] = None
+    include: Optional[list[Literal["message.output_text.logprobs"]]] = None
+    truncation: Optional[Literal["disabled"]] = None
+    background: Optional[Literal[False]] = None
+    thinking_budget_tokens: Optional[ThinkingBudget] = None

@@ -141,8 +141,8 @@ def run_openai(jobs: list[Job], write: Write, *, endpoints: list[str], api_key: 
 # -- llama.cpp ------------------------------------------------------------------------------------
 def run_llamacpp(jobs: list[Job], write: Write, *, model_path: str, teacher: str, sampling: Sampling,
                  concurrency: int, ctx: int, progress: Callable[[TraceRecord], None]) -> None:
-    from r1_distill.serve.templating import ChatFormatter
-    from r1_distill.serve.engine import BatchEngine, GenerationRequest
+    from r1_distill.llama.chat_template import ChatFormatter
+    from r1_distill.llama.engine import BatchEngine, GenerationRequest
 
     parallel = max(1, min(concurrency, 8, len(jobs)))
     engine = BatchEngine(model_path, parallel=parallel, ctx=ctx, max_queue=len(jobs) + 1)

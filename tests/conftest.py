@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from r1_distill.serve.process import ServerProcess as RunningServer  # noqa: F401  (tests import it from here)
-from r1_distill.serve.process import free_port  # noqa: F401
+from r1_distill.server_process import ServerProcess as RunningServer  # noqa: F401  (tests import it from here)
+from r1_distill.server_process import free_port  # noqa: F401
 from r1_distill.tiny import TinySpec, build_hub_student, build_tiny_model, fixtures_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -291,7 +291,7 @@ class ChatApp:
         return self.stderr_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        from r1_distill.serve.process import stop_process
+        from r1_distill.server_process import stop_process
 
         stop_process(self.proc)
         self._stderr.close()

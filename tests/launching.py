@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import r1_distill.distill
-from r1_distill.serve.process import free_port
+from r1_distill.server_process import free_port
 from r1_distill.traces import TraceRecord, write_traces
 
 SHIPPED_CONFIGS = Path(r1_distill.distill.__file__).parent / "accelerate"

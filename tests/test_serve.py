@@ -235,7 +235,7 @@ def test_api_key_and_full_queue(tiny_gguf):
 def test_health_is_503_while_loading():
     from fastapi.testclient import TestClient
 
-    from r1_distill.serve.app import ServerConfig, create_app
+    from r1_distill.serve import ServerConfig, create_app
 
     release = threading.Event()
 
@@ -267,34 +267,12 @@ def test_serve_cli_bad_model_exits_2(tmp_path):
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 
-def test_sample_token_is_exact_nucleus_sampling():
-    import numpy as np
-
-    from r1_distill.serve.engine import sample_token
-
-    rng = np.random.default_rng(0)
-    probs = np.array([0.5, 0.3, 0.15, 0.05])
-    logits = np.log(probs)
-    assert sample_token(logits, 0.0, 0.95, 0, rng) == 0
-    draws = np.bincount([sample_token(logits, 1.0, 0.75, 0, rng) for _ in range(4000)], minlength=4) / 4000
-    assert draws[2] == draws[3] == 0 and abs(draws[0] - 0.5 / 0.8) < 0.03  # nucleus for 0.75: {0, 1}, mass 0.8
-    draws = np.bincount([sample_token(logits, 1.0, 1.0, 2, rng) for _ in range(4000)], minlength=4) / 4000
-    assert draws[2] == draws[3] == 0 and abs(draws[1] - 0.3 / 0.8) < 0.03  # top-k 2
-    # a flat 152k-token distribution takes the fallback path and still cuts exactly the low tail
-    flat = np.log(np.linspace(1.0, 2.0, 151936))
-    picks = np.array([sample_token(flat, 1.0, 0.5, 0, rng, candidates=256) for _ in range(2000)])
-    weights = np.linspace(1.0, 2.0, 151936)
-    tail = np.cumsum(weights) / weights.sum()
-    smallest_kept = int(np.searchsorted(tail, 0.5))
-    assert picks.min() >= smallest_kept - 2 and picks.max() > 151000
-
-
 def test_budget_forcing_turns_an_early_close_into_wait(tiny_gguf, monkeypatch):
     """s1's budget forcing on the real engine: the sampler is made to pick `</think>` early (step 3,
     then step 8); with one "Wait" allowed, the first close becomes "Wait" and the second one stands."""
     import queue as q
 
-    import r1_distill.serve.engine as E
+    import r1_distill.llama.engine as E
 
     engine = E.BatchEngine(str(tiny_gguf), parallel=1, ctx=256)
     real, step = E.sample_token, {"n": 0}

@@ -8,8 +8,8 @@ import pytest
 
 
 def test_threads_default_to_physical_cores(tiny_gguf):
-    from r1_distill.serve.cpu import physical_cores
-    from r1_distill.serve.engine import BatchEngine
+    from r1_distill.llama.threads import physical_cores
+    from r1_distill.llama.engine import BatchEngine
 
     cores = physical_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)
@@ -53,7 +53,7 @@ def test_a_cancel_between_queue_and_slot_is_not_lost(tiny_gguf):
     never hold a slot: with the old per-slot event such a cancel was dropped and the request ran on."""
     import time
 
-    from r1_distill.serve.engine import BatchEngine, GenerationRequest
+    from r1_distill.llama.engine import BatchEngine, GenerationRequest
 
     engine = BatchEngine(str(tiny_gguf), parallel=2, ctx=1024, threads=1)
     try:

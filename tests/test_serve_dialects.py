@@ -151,7 +151,7 @@ def test_penalties_go_through_llama_cpp(client):
 def test_cors_is_an_option():
     from fastapi.testclient import TestClient
 
-    from r1_distill.serve.app import ServerConfig, create_app
+    from r1_distill.serve import ServerConfig, create_app
 
     def no_model():
         raise RuntimeError("no model needed")

@@ -97,8 +97,8 @@ def test_a_dead_engine_fails_fast_and_is_restarted(tiny_gguf):
     /health says so, and a fresh engine takes over."""
     from fastapi.testclient import TestClient
 
-    from r1_distill.serve.app import ServerConfig, create_app
-    from r1_distill.serve.engine import BatchEngine
+    from r1_distill.serve import ServerConfig, create_app
+    from r1_distill.llama.engine import BatchEngine
 
     app = create_app(ServerConfig(model=str(tiny_gguf)),
                      engine_factory=lambda: BatchEngine(str(tiny_gguf), parallel=1, ctx=256))

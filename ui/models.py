@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from r1_distill.errors import UserError
-from r1_distill.serve.process import free_port, wait_healthy
+from r1_distill.server_process import free_port, wait_healthy
 
 READY_TIMEOUT_S = 600  # a big GGUF on a slow disk takes a while to load
 
@@ -38,7 +38,7 @@ class LocalServer:
     def __init__(self, gguf: str, ctx: int = 4096):
         import uvicorn
 
-        from r1_distill.serve.app import ServerConfig, create_app
+        from r1_distill.serve import ServerConfig, create_app
 
         if not Path(gguf).is_file():
             raise UserError(f"model file {gguf} does not exist: pick a .gguf file that exists, or an http(s):// endpoint")

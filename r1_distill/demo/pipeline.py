@@ -16,7 +16,7 @@ from rich.console import Console
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
-from r1_distill.serve.process import ServerProcess
+from r1_distill.server_process import ServerProcess
 from r1_distill.traces import TraceRecord, read_traces, write_traces
 
 from .models import DemoModelSpec, build_model, build_tokenizer

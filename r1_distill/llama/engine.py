@@ -14,7 +14,8 @@ thread dies anyway, every waiting and running request is ended with an error, `f
 later submits raise :class:`EngineFailed` at once, and ``on_failure`` is called (the server restarts
 the engine).
 
-Reasoning is tracked per slot with the shared :class:`~r1_distill.reasoning.ReasoningStreamParser`.
+A slot's text (stop strings, the hold-back of a partial one, the reasoning/answer split with the shared
+:class:`~r1_distill.reasoning.ReasoningStreamParser`) is a :class:`~.text_stream.TextStream`.
 A thinking budget closes the thinking by injecting ``\\n</think>\\n\\n`` once the slot has produced
 that many reasoning tokens; s1's budget forcing does the opposite, replacing an early ``</think>``
 with "Wait" up to N times.
@@ -22,7 +23,6 @@ with "Wait" up to N times.
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import queue
 import threading
@@ -34,11 +34,11 @@ from typing import Callable
 import numpy as np
 
 from r1_distill.errors import UserError
-from r1_distill.reasoning import ReasoningStreamParser
 
-from .cpu import physical_cores
 from .prompt_cache import MIN_TOKENS, PromptCache
 from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
+from .text_stream import TextStream
+from .threads import physical_cores
 
 CLOSE_THINKING = "\n</think>\n\n"
 
@@ -112,10 +112,7 @@ class _Slot:
         self.generated = 0
         self.reasoning_tokens = 0
         self.waits_left = request.wait_forcing
-        self.parser = ReasoningStreamParser(assume_thinking=request.thinking)
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.text = ""
-        self.emitted_upto = 0  # characters of self.text already sent (the rest may be a stop prefix)
+        self.stream = TextStream(request.stop, thinking=request.thinking)
         self.budget_spent = False
         self.started = self.admitted = time.perf_counter()
         self.first_token_at: float | None = None
@@ -130,8 +127,7 @@ class _Slot:
         return self.request is not None
 
     def in_thinking(self) -> bool:
-        state = self.parser.state
-        return state == "reasoning" or (state == "start" and self.request.thinking)
+        return self.stream.in_thinking(self.request.thinking)
 
 
 class BatchEngine:
@@ -332,11 +328,7 @@ class BatchEngine:
         slot.last_used = time.perf_counter()
 
     def _finish(self, slot: _Slot, reason: str) -> None:
-        tail = slot.decoder.decode(b"", final=True)
-        slot.text += tail
-        self._flush_text(slot, final=True)
-        for kind, text in slot.parser.finish():
-            self._send(slot.emit, Event(kind, text))
+        self._send_text(slot, slot.stream.finish())
         r = slot.request
         usage = {
             "prompt_tokens": len(r.prompt_tokens), "completion_tokens": slot.generated,
@@ -487,11 +479,11 @@ class BatchEngine:
             self._feed_forced(slot, self.wait_tokens, "\nWait")
         else:
             slot.pending.append(token)
-            self._add_text(slot, slot.decoder.decode(self.token_bytes(token)))
+            self._add_text(slot, self.token_bytes(token))
         if not slot.busy:
             return
         if (r.thinking_budget is not None and in_thinking and not slot.budget_spent
-                and slot.reasoning_tokens >= r.thinking_budget and not slot.parser.thinking_closed):
+                and slot.reasoning_tokens >= r.thinking_budget and not slot.stream.thinking_closed):
             slot.budget_spent = True
             self._feed_forced(slot, self.close_thinking_tokens, CLOSE_THINKING)
         if slot.busy and slot.generated >= r.max_tokens:
@@ -503,31 +495,14 @@ class BatchEngine:
         slot.pending.extend(tokens)
         self._add_text(slot, text)
 
-    def _add_text(self, slot: _Slot, text: str) -> None:
-        if not text:
-            return
-        slot.text += text
-        stops = slot.request.stop
-        if stops and slot.generated >= slot.request.min_tokens:  # as vLLM: no stop of any kind before min_tokens
-            hits = [slot.text.find(s, max(0, slot.emitted_upto - len(s))) for s in stops]
-            hits = [h for h in hits if h >= 0]
-            if hits:
-                slot.text = slot.text[: min(hits)]
-                self._flush_text(slot, final=True)
-                return self._finish(slot, "stop")
-        self._flush_text(slot, final=False)
+    def _add_text(self, slot: _Slot, text: str | bytes) -> None:
+        """A sampled token's bytes or forced text into the slot's stream; a stop string ends the request."""
+        armed = slot.generated >= slot.request.min_tokens  # as vLLM: no stop of any kind before min_tokens
+        add = slot.stream.add_bytes if isinstance(text, bytes) else slot.stream.add
+        self._send_text(slot, add(text, stops_armed=armed))
+        if slot.stream.stopped:
+            self._finish(slot, "stop")
 
-    def _flush_text(self, slot: _Slot, *, final: bool) -> None:
-        upto = len(slot.text)
-        if not final and slot.request.stop:  # hold back what could be the start of a stop string
-            longest = max(len(s) for s in slot.request.stop)
-            for k in range(min(longest - 1, upto - slot.emitted_upto), 0, -1):
-                if any(s.startswith(slot.text[upto - k:]) for s in slot.request.stop):
-                    upto -= k
-                    break
-        fresh = slot.text[slot.emitted_upto: upto]
-        slot.emitted_upto = upto
-        if fresh:
-            self._send(slot.emit, Event("raw", fresh))
-            for kind, text in slot.parser.feed(fresh):
-                self._send(slot.emit, Event(kind, text))
+    def _send_text(self, slot: _Slot, pieces: list[tuple[str, str]]) -> None:
+        for kind, text in pieces:
+            self._send(slot.emit, Event(kind, text))

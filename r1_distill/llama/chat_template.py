@@ -8,13 +8,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from r1_distill.registry import read_template
 
-from .errors import APIError
-
 EMPTY_THINKING_CLOSE = "\n\n</think>\n\n"
 
 
+class TemplateError(ValueError):
+    """The chat template refused these messages or failed on them (the server answers 400)."""
+
+
 def _raise_template_error(message: str):
-    raise APIError(400, f"the chat template rejected the messages: {message}")
+    raise TemplateError(f"the chat template rejected the messages: {message}")
 
 
 class ChatFormatter:
@@ -42,10 +44,10 @@ class ChatFormatter:
             kwargs.setdefault("enable_thinking", False)
         try:
             text = self.render(messages, **kwargs)
-        except APIError:
+        except TemplateError:
             raise
         except Exception as exc:
-            raise APIError(400, f"the chat template failed on these messages: {exc}") from None
+            raise TemplateError(f"the chat template failed on these messages: {exc}") from None
         opened = text.rstrip().endswith("<think>")
         if opened and not thinking:
             text = text.rstrip() + EMPTY_THINKING_CLOSE
