@@ -67,12 +67,18 @@ def test_stream_chunks_have_role_first_one_id_finish_and_usage(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens_details.reasoning_tokens == 6
 
 
-def test_multi_turn_accepts_reasoning_content_sent_back(client):
-    resp = client.chat.completions.create(model="tiny", max_tokens=4, messages=[
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "4", "reasoning_content": "two and two"},
-        {"role": "user", "content": "and 3+3?"}])
-    assert resp.choices[0].finish_reason == "length"
+def test_reasoning_content_sent_back_is_dropped_from_the_prompt(client):
+    thought = "two and two make four, " * 8
+
+    def prompt_tokens(assistant: dict) -> int:
+        resp = client.chat.completions.create(model="tiny", max_tokens=4, messages=[
+            {"role": "user", "content": "2+2?"}, {"role": "assistant", **assistant}, {"role": "user", "content": "and 3+3?"}])
+        assert resp.choices[0].finish_reason == "length"
+        return resp.usage.prompt_tokens
+
+    without = prompt_tokens({"content": "4"})
+    assert prompt_tokens({"content": "4", "reasoning_content": thought}) == without  # accepted, and not in the prompt
+    assert prompt_tokens({"content": thought + "4"}) > without + 20  # the count would show the thought, were it kept
 
 
 def test_completions_and_models(server):

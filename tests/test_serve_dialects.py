@@ -41,11 +41,19 @@ def test_chat_returns_thinking_under_both_names(client):
     assert reasoning == reasoning_content == extra(msg)["reasoning"] and content == msg.content  # same seed, same text
 
 
-def test_either_reasoning_field_is_accepted_back(client):
-    for field in ("reasoning", "reasoning_content"):
+def test_either_reasoning_field_sent_back_is_accepted_and_dropped(client):
+    thought = "two and two make four, " * 8
+
+    def prompt_tokens(assistant: dict) -> int:
         resp = client.chat.completions.create(model="m", max_tokens=3, messages=[
-            *HI, {"role": "assistant", "content": "4", field: "two and two"}, {"role": "user", "content": "and 3+3?"}])
+            *HI, {"role": "assistant", **assistant}, {"role": "user", "content": "and 3+3?"}])
         assert resp.choices[0].finish_reason == "length"
+        return resp.usage.prompt_tokens
+
+    without = prompt_tokens({"content": "4"})
+    assert prompt_tokens({"content": thought + "4"}) > without + 20  # the count would show the thought, were it kept
+    for field in ("reasoning", "reasoning_content"):
+        assert prompt_tokens({"content": "4", field: thought}) == without, field
 
 
 def test_thinking_off(client):
