@@ -97,10 +97,9 @@ class TraceRecord(BaseModel):
 
 def _record_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(path.glob(TRACE_SHARD_GLOB)) + sorted(path.glob("*.parquet"))
-        if not files:
-            files = sorted(path.glob("*.jsonl"))
-        return files
+        # generate's shards, else every JSONL file; and every Parquet file (a public set's shards beside ours)
+        shards = sorted(path.glob(TRACE_SHARD_GLOB)) or sorted(path.glob("*.jsonl"))
+        return shards + sorted(path.glob("*.parquet"))
     if path.is_file():
         return [path]
     raise UserError(f"no traces at {path}: pass a folder written by `r1-distill generate` or a .jsonl/.parquet file")
