@@ -305,9 +305,11 @@ def filter_traces(config: FilterConfig) -> dict:
     refs = _load_references(config.reference)
     decon = Decontaminator(config.decontaminate, config.ngram) if config.decontaminate else None
     out = Path(config.out)
+    made_out = not out.exists()  # a run refused while reading (an unknown shape, no sandbox) leaves no folder behind
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".filter-", dir=out))
     outputs: list = []
+    finished = False
     try:
         spill = SortedSpill(work, **({"buffer_bytes": config.spill_bytes} if config.spill_bytes else {}))
         per_source = _spill_sources(config, sources, spill, refs)
@@ -341,6 +343,7 @@ def filter_traces(config: FilterConfig) -> dict:
         write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
                        outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl", "dataset": "dataset"},
                        metrics={k: report[k] for k in ("input", "kept", "dropped", "mean_pass_rate")})
+        finished = True
         if config.push_to_hub:
             report["pushed_to"] = push_dataset(out / "dataset", config.push_to_hub)
         return report
@@ -348,6 +351,8 @@ def filter_traces(config: FilterConfig) -> dict:
         for output in outputs:
             output.close()
         shutil.rmtree(work, ignore_errors=True)
+        if made_out and not finished:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict[str, str]) -> dict[str, dict]:
