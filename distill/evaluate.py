@@ -12,6 +12,8 @@ resumes where it stopped. Each sample is graded by the same correctness check as
   Samples without a final answer do not vote (nor do code answers, which are programs).
 * pass@1_stderr: the standard error of pass@1 over problems; unclosed_thinking_rate: the share of
   samples whose thinking never closed.
+* pass@k for k = 1, 2, 4, ... up to K by the unbiased estimator 1 - C(n-c, k)/C(n, k) (distill.pass_at_k).
+* Multiple-choice problems (grading.choice) vote with their letters.
 
 An output folder holds one evaluation: its identity (a digest of the bench's problems, the model, the
 sampling settings) is recorded in eval_run.json, and another evaluation into it is refused.
@@ -31,34 +33,50 @@ from typing import Optional
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
 from r1_distill.grading import TraceParts, grade, last_boxed
+from r1_distill.grading.choice import answer_letter, is_choice_reference, parse_choice_reference
 from r1_distill.grading.pool import Failure, GradingPool, Job, Step, shared_pool
 from r1_distill.manifest import write_manifest
+from r1_distill.run_folder import claim_folder
+from r1_distill.options import SANDBOX_HELP, internal, option
 from r1_distill.traces import TraceRecord, read_traces
+
+from .pass_at_k import pass_at_ks
 
 
 @dataclass
 class EvalConfig:
-    model: str  # HF folder, hub id, .gguf file, OpenAI-compatible URL, or a models.yaml teacher
-    bench: str  # JSONL, Parquet or hub dataset id with problem and answer fields
-    out: str
-    samples: int = 4  # K
-    max_tokens: Optional[int] = None  # default: models.yaml (32768)
-    temperature: Optional[float] = None  # default: models.yaml (0.6)
-    top_p: Optional[float] = None  # default: models.yaml (0.95)
-    backend: Optional[str] = None
-    served_model: Optional[str] = None  # model name at the URL
-    problem_field: str = "problem"
-    answer_field: str = "answer"
-    id_field: str = "id"
-    split: str = "test"
-    limit: Optional[int] = None
-    seed: Optional[int] = 0
-    batch_size: int = 64  # transformers
-    concurrency: int = 64  # endpoints, llama.cpp slots
-    models_file: Optional[str] = None
-    show_progress: bool = True
-    workers: Optional[int] = None  # grading processes; default: every available core
-    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
+    model: str = option(help="HF folder, hub id, .gguf file, OpenAI-compatible URL or models.yaml teacher.")
+    bench: str = option(help="Named benchmarks of models.yaml, comma-separated (aime24,math500,gpqa-diamond,lcb; "
+                             "NAME=FILE reads a local copy of its rows), or one JSONL, Parquet or hub dataset id "
+                             "with problems and answers.")
+    out: str = option(help="Output folder: results.jsonl, summary.json, samples/ (named benchmarks: a folder each, "
+                           "and table.json, table.md, table.png, card_rows.md).")
+    samples: Optional[int] = option(None, flags=("--samples", "-k"),
+                                    help="K samples per problem (default: the benchmark's in models.yaml, else 4).")
+    max_tokens: Optional[int] = option(None, help="New tokens per sample (default: models.yaml, 32768).")
+    temperature: Optional[float] = option(None, help="Default: models.yaml (R1: 0.6).")
+    top_p: Optional[float] = option(None, help="Default: models.yaml (R1: 0.95).")
+    backend: Optional[str] = option(None, help="openai | vllm | transformers | llamacpp (default: by --model).")
+    served_model: Optional[str] = option(None, help="Model name at the URL.")
+    problem_field: str = option("problem", help="The bench's problem column.")
+    answer_field: str = option("answer", help="The bench's answer column.")
+    id_field: str = option("id", help="The bench's id column.")
+    split: str = option("test", help="Split of a hub dataset.")
+    limit: Optional[int] = option(None, help="Only the first N problems.")
+    seed: Optional[int] = option(0, help="Sampling seed.")
+    batch_size: int = option(64, help="Sequences per generate call (transformers).")
+    concurrency: int = option(64, help="Requests in flight (endpoints) / slots (llama.cpp).")
+    models_file: Optional[str] = internal(None)
+    show_progress: bool = internal(True)
+    workers: Optional[int] = option(None, help="Grading processes (default: every available core).")
+    sandbox: str = option("local", metavar="SPEC", help=SANDBOX_HELP)
+    since: Optional[str] = option(None, metavar="YYYY-MM-DD",
+                                  help="LiveCodeBench: first contest date (default: models.yaml, R1's 2024-08-01).")
+    until: Optional[str] = option(None, metavar="YYYY-MM-DD",
+                                  help="LiveCodeBench: last contest date (default: models.yaml, R1's 2025-01-31).")
+    compare_with: Optional[str] = option(None, metavar="STUDENT",
+                                         help="models.yaml student whose published figures go beside ours (default: "
+                                              "the nearest in size to --model, where its size can be read).")
 
 
 VOTE_TIMEOUT_S = 30.0
@@ -117,7 +135,11 @@ def score_problem(records: list[TraceRecord], verdicts: Optional[list[tuple[bool
         verdicts = grade_samples(records, pool)
     correct = [ok for ok, _ in verdicts]
     closed = ["</think>" in r.completion or bool(r.answer.strip()) for r in records]
-    votes = group_votes([r.answer if c else None for r, c in zip(records, closed)], pool)
+    if is_choice_reference(records[0].reference_answer):  # multiple choice: the letters vote
+        letters = parse_choice_reference(str(records[0].reference_answer))[1]
+        votes = [answer_letter(TraceParts.from_record(r), letters) for r in records]
+    else:
+        votes = group_votes([r.answer if c else None for r, c in zip(records, closed)], pool)
     reasoning_tokens, answer_tokens, truncated = [], [], 0
     for r in records:
         truncated += r.finish_reason == "length"
@@ -156,20 +178,32 @@ def summarize(per_problem: list[dict], k: int) -> dict:
     reasoning = [p["mean_reasoning_tokens"] for p in per_problem if p["mean_reasoning_tokens"] is not None]
     answer = [p["mean_answer_tokens"] for p in per_problem if p["mean_answer_tokens"] is not None]
     return {"problems": n, "K": k, "pass@1": pass1, "pass@1_stderr": stderr, "cons@K": cons, f"cons@{k}": cons,
+            "pass@k": pass_at_ks([(p["samples"], p["correct"]) for p in per_problem]),
             "mean_reasoning_tokens": _mean(reasoning), "mean_answer_tokens": _mean(answer),
             "truncation_rate": sum(p["truncated"] for p in per_problem) / samples,
             "unclosed_thinking_rate": sum(p.get("unclosed", 0) for p in per_problem) / samples}
 
 
 def evaluate(config: EvalConfig) -> dict:
-    from r1_distill.teacher.generate import GenerateConfig, generate
+    """Named benchmarks of models.yaml (`--bench aime24,math500`): each evaluated into a folder of its own,
+    then one table beside the published figures (distill.eval_table). Else one bench file or hub id."""
+    from .eval_table import evaluate_named
 
+    table = evaluate_named(config)
+    return table if table is not None else evaluate_file(config)
+
+
+def evaluate_file(config: EvalConfig, card: bool = True) -> dict:
+    """One bench (a file or hub id) into `config.out`: sampled (resumably), graded, scored."""
+    from dataclasses import replace
+
+    config = replace(config, samples=config.samples or 4)
     if config.samples < 1:
         raise UserError("--samples must be at least 1")
     from r1_distill.grading.remote import parse_spec
 
     parse_spec(config.sandbox)  # a bad --sandbox fails before any sampling
-    from r1_distill.teacher.prompts import load_prompts
+    from r1_distill.prompts import load_prompts
 
     prompts = load_prompts(config.bench, problem_field=config.problem_field, answer_field=config.answer_field,
                            id_field=config.id_field, split=config.split, limit=config.limit)
@@ -184,17 +218,34 @@ def evaluate(config: EvalConfig) -> dict:
     claim_run(out, run_identity(config, load_prompts(config.bench, problem_field=config.problem_field,
                                                      answer_field=config.answer_field, id_field=config.id_field,
                                                      split=config.split)))
-    samples_dir = out / "samples"
-    generated = generate(GenerateConfig(
+    generated = _sample(config, out / "samples")
+    summary = _score(config, out, {p.id for p in prompts})
+    summary.update(generation=generated)
+    write_json_atomic(out / "summary.json", summary)
+    write_manifest(out, "eval", config=config, inputs={"model": config.model, "bench": config.bench},
+                   outputs={"results": "results.jsonl", "summary": "summary.json", "samples": "samples"},
+                   metrics={k: summary[k] for k in ("pass@1", "cons@K", "problems", "K")})
+    if card:
+        _add_to_model_card(Path(config.model), config.bench, summary)
+    return summary
+
+
+def _sample(config: EvalConfig, samples_dir: Path) -> dict:
+    from r1_distill.teacher import GenerateConfig, generate_traces as generate
+
+    return generate(GenerateConfig(
         teacher=config.model, prompts=config.bench, out=str(samples_dir), samples=config.samples,
         backend=config.backend, model=config.served_model, max_tokens=config.max_tokens,
         temperature=config.temperature, top_p=config.top_p, seed=config.seed, problem_field=config.problem_field,
         answer_field=config.answer_field, id_field=config.id_field, split=config.split, limit=config.limit,
         batch_size=config.batch_size, concurrency=config.concurrency, models_file=config.models_file,
         show_progress=config.show_progress))
-    wanted = {p.id for p in prompts}
+
+
+def _score(config: EvalConfig, out: Path, wanted: set[str]) -> dict:
+    """Grade the first K samples of the wanted problems, write results.jsonl; the summary."""
     by_problem: dict[str, list[TraceRecord]] = {}
-    for record in read_traces(samples_dir):
+    for record in read_traces(out / "samples"):
         if record.sample_index < config.samples and record.problem_id in wanted:
             by_problem.setdefault(record.problem_id, []).append(record)
     groups = [sorted(rs, key=lambda r: r.sample_index) for _, rs in sorted(by_problem.items())]
@@ -204,15 +255,10 @@ def evaluate(config: EvalConfig) -> dict:
         per_problem = [score_problem(rs, [next(verdicts) for _ in rs], pool) for rs in groups]
     summary = summarize(per_problem, config.samples)
     first = groups[0][0]
-    summary.update(model=config.model, bench=config.bench, bench_digest=json.loads((out / RUN_FILE).read_text())["bench_digest"],
-                   backend=first.backend, sampling=first.sampling, generation=generated)
-    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in per_problem)
-    write_text_atomic(out / "results.jsonl", lines)
-    write_json_atomic(out / "summary.json", summary)
-    write_manifest(out, "eval", config=config, inputs={"model": config.model, "bench": config.bench},
-                   outputs={"results": "results.jsonl", "summary": "summary.json", "samples": "samples"},
-                   metrics={k: summary[k] for k in ("pass@1", "cons@K", "problems", "K")})
-    _add_to_model_card(Path(config.model), config.bench, summary)
+    summary.update(model=config.model, bench=config.bench,
+                   bench_digest=json.loads((out / RUN_FILE).read_text())["bench_digest"],
+                   backend=first.backend, sampling=first.sampling)
+    write_text_atomic(out / "results.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in per_problem))
     return summary
 
 
@@ -232,26 +278,21 @@ def run_identity(config: EvalConfig, bench_prompts: list) -> dict:
 
 def claim_run(out: Path, identity: dict) -> None:
     """Record the evaluation's identity in `out`, or refuse to mix it with the one already there."""
-    path = out / RUN_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
-        changed = [k for k in identity if before.get(k) != identity[k]]
-        if changed:
-            detail = "; ".join(f"{k}: {before.get(k)!r} there, {identity[k]!r} now" for k in changed)
-            raise UserError(f"{out} holds another evaluation ({detail}); results of two benches or settings are never "
-                            f"mixed: pass another --out (one folder per model and bench), or delete {out} to start over")
-        return
-    if (out / "samples").exists() or (out / "summary.json").exists():
-        raise UserError(f"{out} holds an evaluation from before runs were recorded ({RUN_FILE} is missing): "
-                        f"pass another --out, or delete {out} to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, identity)
+    claim_folder(out, identity, run_file=RUN_FILE, holds="another evaluation",
+                 mixing="Results of two benches or settings are never mixed (one folder per model and bench)",
+                 from_before=("samples", "summary.json"))
 
 
 def format_table(summary: dict) -> str:
+    if "benches" in summary:  # named benchmarks: one table beside the published figures
+        from .eval_table import format_bench_table
+
+        return format_bench_table(summary)
     k = summary["K"]
+    passes = ", ".join(f"{name} {value:.1%}" for name, value in summary.get("pass@k", {}).items() if name != "pass@1")
     rows = [("problems", f"{summary['problems']}"), ("pass@1", f"{summary['pass@1']:.1%} +/- {summary.get('pass@1_stderr', 0.0):.1%}  (mean over {k} samples, standard error)"),
             (f"cons@{k}", f"{summary['cons@K']:.1%}"),
+            *([("pass@k", f"{passes}  (unbiased estimator)")] if passes else []),
             ("mean reasoning tokens", _fmt(summary["mean_reasoning_tokens"])),
             ("mean answer tokens", _fmt(summary["mean_answer_tokens"])),
             ("truncated", f"{summary['truncation_rate']:.1%}"),

@@ -13,17 +13,19 @@ with `--template r1-zero`, R1-Zero's plain-text template for base models.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch, engine_of,
-                                            refuse_launches_that_cannot_run, resolve_precision, trainer_checkpointing,
-                                            weights_dtype)
+from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
+from r1_distill.distill.common import (lora_config, partitioned_at_load, run_metrics, run_trainer, save_trained_model,
+                                      shared_arguments, write_run_record)
+from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, current_launch, refuse_launches_that_cannot_run,
+                                            resolve_precision, trainer_checkpointing, weights_dtype)
 from r1_distill.errors import UserError
-from r1_distill.files import write_text_atomic
-from r1_distill.manifest import file_digest, write_manifest
+from r1_distill.manifest import file_digest
+from r1_distill.options import SANDBOX_HELP, internal, option
+from r1_distill.registry import load_registry, read_template
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
@@ -38,43 +40,46 @@ SANDBOX_REWARDS = ("correctness", "code")  # the rewards that run code problems'
 
 @dataclass
 class GRPORunConfig:
-    model: str  # HF folder or hub id
-    prompts: str  # JSONL, Parquet or hub dataset id with problem and answer fields
-    out: str
-    num_generations: int = 8
-    prompts_per_step: int = 4
-    steps: int = 100
-    learning_rate: float = 1e-6
-    beta: float = 0.001  # R1's KL coefficient
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int = 1024
-    rewards: list[str] = field(default_factory=lambda: ["correctness", "format"])
-    reward_weights: Optional[list[float]] = None
-    length_budget: Optional[int] = None  # length reward: words over this are penalised (-1 at twice it)
-    template: str = "chat"  # chat | r1-zero
-    prompt_suffix: Optional[str] = None  # default: models.yaml's (the R1 evaluation instruction)
-    method: str = "full"  # full | lora
-    use_vllm: Optional[bool] = None  # default: when vllm is installed and a GPU is present
-    vllm_server: Optional[str] = None  # URL of `trl vllm-serve`; default: colocate
-    # colocated vLLM: its context (default: the longest prompt + max_completion_length, not the model's 131k),
-    # its share of the GPU, and GPUs per engine
-    vllm_max_model_length: Optional[int] = None
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_tensor_parallel_size: int = 1
-    problem_field: str = "problem"
-    answer_field: str = "answer"
-    id_field: str = "id"
-    split: str = "train"
-    limit: Optional[int] = None
-    save_steps: int = 50
-    resume: bool = False
-    seed: int = 0
-    print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
-    models_file: Optional[str] = None
-    precision: Optional[str] = None  # bf16 | fp32; default: bf16 on a GPU, fp32 on a CPU
-    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES
-    sandbox: str = "local"  # where code tests run: local (bubblewrap), piston:URL or e2b (grading.remote)
+    model: str = option(help="HF folder or hub id (a distilled student, or a base model with --template r1-zero).")
+    prompts: str = option(help="JSONL, Parquet or hub dataset id with problems and reference answers.")
+    out: str = option(help="Output model folder.")
+    num_generations: int = option(8, help="Completions per prompt (the group G).")
+    prompts_per_step: int = option(4, help="Prompts per optimizer step.")
+    steps: int = option(100, help="Optimizer steps.")
+    learning_rate: float = option(1e-6, flags=("--lr", "--learning-rate"), help="Learning rate.")
+    beta: float = option(0.001, help="KL coefficient (R1: 0.001; 0 drops the reference model).")
+    temperature: float = option(1.0, help="Sampling temperature of the completions.")
+    top_p: float = option(1.0, help="Nucleus sampling of the completions.")
+    max_completion_length: int = option(1024, help="Tokens per completion.")
+    rewards: list[str] = option(default_factory=lambda: ["correctness", "format"], csv=True,
+                                help="Comma-separated: correctness, format, arithmetic, language, repetition, length.")
+    reward_weights: Optional[list[float]] = option(None, csv=True, help="Comma-separated, one per reward.")
+    length_budget: Optional[int] = option(None, metavar="WORDS",
+                                          help="length reward: completions over this many words score below 0.")
+    template: str = option("chat", help="chat (the model's template) | r1-zero (plain text).")
+    prompt_suffix: Optional[str] = option(None, help="Appended to each problem (default: models.yaml's).")
+    method: str = option("full", help="full | lora")
+    use_vllm: Optional[bool] = option(None, flags=("--use-vllm/--no-vllm",),
+                                      help="Generate with vLLM (default: when installed, on a GPU).")
+    vllm_server: Optional[str] = option(None, help="URL of `trl vllm-serve` (default: colocate on GPU).")
+    vllm_max_model_length: Optional[int] = option(None, help="Colocated vLLM's context (default: longest prompt + "
+                                                  "completion, not the model's 131k).")
+    vllm_gpu_memory_utilization: float = option(0.3, help="Colocated vLLM's share of each GPU.")
+    vllm_tensor_parallel_size: int = option(1, help="GPUs per colocated vLLM engine.")
+    problem_field: str = option("problem", help="The prompts' problem column.")
+    answer_field: str = option("answer", help="The prompts' reference answer column.")
+    id_field: str = option("id", help="The prompts' id column.")
+    split: str = option("train", help="Split of a hub dataset.")
+    limit: Optional[int] = option(None, help="Only the first N prompts.")
+    save_steps: int = option(50, help="Checkpoint every N steps.")
+    resume: bool = option(False, help="Continue from the last checkpoint in OUT/checkpoints.")
+    seed: int = option(0, help="Random seed.")
+    print_logs: bool = internal(True)  # False: the progress bar only; the logs still go to log_history.json
+    models_file: Optional[str] = internal(None)
+    precision: Optional[str] = option(None, help="bf16 | fp32 (default: bf16 on a GPU, fp32 on a CPU).")
+    collective_timeout_minutes: float = option(COLLECTIVE_TIMEOUT_MINUTES, flags=("--collective-timeout",),
+                                               help="Minutes a worker waits for the others.")
+    sandbox: str = option("local", metavar="SPEC", help=SANDBOX_HELP)
 
 
 GENERATORS = {"vllm-colocate": "vLLM, colocated on the training GPUs", "vllm-server": "vLLM at the --vllm-server URL",
@@ -122,7 +127,7 @@ def build_reward_functions(names: list[str], *, length_budget: Optional[int] = N
 def build_prompt_dataset(config: GRPORunConfig, suffix: str):
     from datasets import Dataset
 
-    from r1_distill.teacher.prompts import load_prompts
+    from r1_distill.prompts import load_prompts
 
     prompts = load_prompts(config.prompts, problem_field=config.problem_field, answer_field=config.answer_field,
                            id_field=config.id_field, split=config.split, limit=config.limit)
@@ -130,7 +135,7 @@ def build_prompt_dataset(config: GRPORunConfig, suffix: str):
     if missing:
         raise UserError(f"{len(missing)} prompts have no reference answer (field '{config.answer_field}', first: "
                         f"{missing[0]}): GRPO's correctness reward needs one; pass --answer-field NAME")
-    from r1_distill.teacher.prompts import CODE_PROMPT_SUFFIX
+    from r1_distill.prompts import CODE_PROMPT_SUFFIX
 
     rows = []
     for p in prompts:
@@ -162,23 +167,72 @@ def _plot_rewards(history: list[dict], path: Path) -> None:
 
 
 def grpo(config: GRPORunConfig) -> dict:
-    from r1_distill.grading.code import require_sandbox_for
     from r1_distill.grading.remote import parse_spec
 
     parse_spec(config.sandbox)  # a bad --sandbox fails before torch is even imported
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from r1_distill.chat_format import format_spec, prepare_model, prepare_tokenizer
-    from r1_distill.distill.train import (checkpointing_arg, lora_config, partitioned_at_load, run_trainer,
-                                          save_trained_model)
-    from r1_distill.registry import load_registry, read_template
+    _check_options(config)
+    rewards, dataset, tokenizer, plan = _prepare_inputs(config)
+    launch, cuda = current_launch(), torch.cuda.is_available()
+    refuse_launches_that_cannot_run("grpo", launch, cuda=cuda)
+    generator = choose_generator(config, cuda)
+    if launch.main and config.print_logs:
+        print(f"generating with {GENERATORS[generator]}", flush=True)
+    precision = resolve_precision(config.precision, cuda)
+    out = Path(config.out)
+    args = _grpo_arguments(config, generator, _longest_prompt(tokenizer, dataset), precision=precision, cuda=cuda,
+                           launch=launch)  # before the model: see train._sft_arguments
+    model = _load_policy(config, plan, tokenizer, precision, launch, vllm=generator != "transformers")
+    zero3_load = partitioned_at_load(model)
+    peft_config = lora_config(model, plan, r=16, alpha=32) if config.method == "lora" else None
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=peft_config)
+    result, resume_from = run_trainer(trainer, out / "checkpoints", resume=config.resume, print_logs=config.print_logs)
 
+    def load_base():
+        from transformers import AutoModelForCausalLM
+
+        fresh = AutoModelForCausalLM.from_pretrained(config.model, dtype="auto")
+        if plan is not None:
+            prepare_model(fresh, plan, tokenizer)
+        return fresh
+
+    save_trained_model(trainer, tokenizer, out, source=config.model, load_base=load_base if peft_config else None,
+                       save_dtype=torch.bfloat16 if precision == "bf16" else None)
+    if not trainer.is_world_process_zero():
+        return {}
+    history = trainer.state.log_history
+    metrics = {**run_metrics(trainer, result, resume_from, launch), "prompts": len(dataset),
+               "rewards": reward_summary(history), "use_vllm": generator != "transformers", "generator": generator,
+               "precision": precision, "zero3_partitioned_at_load": zero3_load,
+               "chat_format": plan.as_dict() if plan else None}
+    prompts_digest = file_digest(config.prompts) if Path(config.prompts).exists() else None
+    write_run_record(out, "grpo", config=config, history=history,
+                     inputs={"model": config.model, "prompts": config.prompts, "prompts_digest": prompts_digest},
+                     outputs={"model": ".", "rewards_plot": "rewards.png"}, metrics=metrics,
+                     card=_model_card(config, metrics), plot=_plot_rewards, plot_name="rewards.png")
+    return metrics
+
+
+def _check_options(config: GRPORunConfig) -> None:
     if config.template not in ("chat", "r1-zero"):
         raise UserError(f"unknown template {config.template!r}: chat or r1-zero")
     if config.steps < 1 or config.num_generations < 2 or config.prompts_per_step < 1:
         raise UserError("--steps must be at least 1 and --num-generations at least 2 (GRPO compares a group)")
+    if config.reward_weights is not None and len(config.reward_weights) != len(config.rewards):
+        raise UserError(f"--reward-weights has {len(config.reward_weights)} values for {len(config.rewards)} rewards")
+    if config.method not in ("full", "lora"):
+        raise UserError(f"unknown method {config.method!r}: full or lora")
+
+
+def _prepare_inputs(config: GRPORunConfig):
+    """The reward functions, the prompt dataset, and the model's tokenizer in R1's format (with its plan)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from r1_distill.grading.code import require_sandbox_for
+
     registry = load_registry(config.models_file)
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
     rewards = build_reward_functions(config.rewards, length_budget=config.length_budget, sandbox=config.sandbox)
@@ -197,79 +251,84 @@ def grpo(config: GRPORunConfig) -> dict:
         tokenizer, plan = prepare_tokenizer(tokenizer, model_config, format_spec(registry, "r1-distill"), registry)
         if plan.changed_ids or not had_template:
             tokenizer.chat_template = read_template("r1-distill")
-    launch = current_launch()
-    cuda = torch.cuda.is_available()
-    refuse_launches_that_cannot_run("grpo", launch, cuda=cuda)
-    generator = choose_generator(config, cuda)
-    use_vllm = generator != "transformers"
-    if launch.main and config.print_logs:
-        print(f"generating with {GENERATORS[generator]}", flush=True)
-    precision = resolve_precision(config.precision, cuda)
-    if config.method not in ("full", "lora"):
-        raise UserError(f"unknown method {config.method!r}: full or lora")
-    longest_prompt = max(len(tokenizer(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                                       if isinstance(p, list) else p, add_special_tokens=False)["input_ids"])
-                         for p in dataset["prompt"])
+    return rewards, dataset, tokenizer, plan
 
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    # The arguments come before the model: under ZeRO-3 they hold the DeepSpeed config that from_pretrained
-    # reads to load each worker's share only (zero.Init), and they make the process group with their timeout.
-    args = GRPOConfig(
-        output_dir=str(checkpoints), max_steps=config.steps, learning_rate=config.learning_rate, beta=config.beta,
+
+def _longest_prompt(tokenizer, dataset) -> int:
+    return max(len(tokenizer(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                             if isinstance(p, list) else p, add_special_tokens=False)["input_ids"])
+               for p in dataset["prompt"])
+
+
+def _grpo_arguments(config: GRPORunConfig, generator: str, longest_prompt: int, *, precision: str, cuda: bool, launch):
+    """TRL's GRPOConfig: each step one group of completions per prompt, R1's settings where they apply."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        **shared_arguments(checkpoints=Path(config.out) / "checkpoints", bf16=precision == "bf16", cuda=cuda,
+                           seed=config.seed, collective_timeout_minutes=config.collective_timeout_minutes,
+                           checkpointing=trainer_checkpointing(None, cuda=cuda, launch=launch),
+                           save_steps=config.save_steps),
+        max_steps=config.steps, learning_rate=config.learning_rate, beta=config.beta,
         num_generations=config.num_generations, per_device_train_batch_size=config.num_generations * config.prompts_per_step,
         gradient_accumulation_steps=1, steps_per_generation=1, temperature=config.temperature, top_p=config.top_p,
-        max_completion_length=config.max_completion_length, reward_weights=config.reward_weights,
-        logging_steps=1, save_steps=config.save_steps, save_total_limit=2, bf16=precision == "bf16", use_cpu=not cuda,
-        report_to="none", seed=config.seed, use_vllm=use_vllm, ddp_timeout=int(config.collective_timeout_minutes * 60),
-        vllm_mode="server" if config.vllm_server else "colocate",
+        max_completion_length=config.max_completion_length, reward_weights=config.reward_weights, logging_steps=1,
+        use_vllm=generator != "transformers", vllm_mode="server" if config.vllm_server else "colocate",
         **({"vllm_server_base_url": config.vllm_server} if config.vllm_server else {}),
         vllm_max_model_length=config.vllm_max_model_length or longest_prompt + config.max_completion_length,
         vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        vllm_tensor_parallel_size=config.vllm_tensor_parallel_size,
-        **checkpointing_arg(trainer_checkpointing(None, cuda=cuda, launch=launch)), lr_scheduler_type="constant", warmup_steps=0,
+        vllm_tensor_parallel_size=config.vllm_tensor_parallel_size, lr_scheduler_type="constant", warmup_steps=0,
     )
+
+
+def _load_policy(config: GRPORunConfig, plan, tokenizer, precision: str, launch, *, vllm: bool):
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(
         config.model, dtype=weights_dtype(precision, full=config.method == "full", launch=launch))
-    zero3_load = partitioned_at_load(model)
     if plan is not None:
         prepare_model(model, plan, tokenizer)
-        if use_vllm and plan.embedding_rows:
+        if vllm and plan.embedding_rows:
             # vLLM loads the weights from config.model's folder: its embeddings would be the unprepared size
             raise UserError(f"{config.model} needs {plan.embedding_rows[1] - plan.embedding_rows[0]} new embedding rows "
                             "for R1's tokens, which vLLM's copy of the model would not have: distill it with "
                             "`r1-distill train` first (that saves them), or generate with transformers (--no-vllm)")
-    peft_config = lora_config(model, plan, r=16, alpha=32) if config.method == "lora" else None
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config)
-    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
+    return model
 
-    def load_base():
-        fresh = AutoModelForCausalLM.from_pretrained(config.model, dtype="auto")
-        if plan is not None:
-            prepare_model(fresh, plan, tokenizer)
-        return fresh
 
-    save_trained_model(trainer, tokenizer, out, source=config.model, load_base=load_base if peft_config else None,
-                       save_dtype=torch.bfloat16 if precision == "bf16" else None)
-    if not trainer.is_world_process_zero():
-        return {}
-    history = trainer.state.log_history
-    reward_means = {}
+def reward_summary(history: list[dict]) -> dict:
+    """Each reward's mean at the first and last step and over the first and last quarter of the steps."""
+    means = {}
     for key in sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}):
         values = [h[key] for h in history if key in h]
-        name = key.split("/")[1]
-        reward_means[name] = {"first": values[0], "last": values[-1],
-                              "first_quarter": sum(values[: max(1, len(values) // 4)]) / max(1, len(values) // 4),
-                              "last_quarter": sum(values[-max(1, len(values) // 4):]) / max(1, len(values) // 4)}
-    metrics = {"steps": trainer.state.global_step, "prompts": len(dataset), "rewards": reward_means,
-               "train_runtime_s": result.metrics.get("train_runtime"), "use_vllm": use_vllm, "generator": generator,
-               "processes": launch.world, "distributed": engine_of(trainer, launch), "zero3_partitioned_at_load": zero3_load,
-               "resumed": resume_from is not None, "chat_format": plan.as_dict() if plan else None}
-    write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
-    _plot_rewards(history, out / "rewards.png")
-    write_manifest(out, "grpo", config=config, inputs={"model": config.model, "prompts": config.prompts,
-                                                       "prompts_digest": file_digest(config.prompts) if Path(config.prompts).exists() else None},
-                   outputs={"model": ".", "rewards_plot": "rewards.png"}, metrics=metrics)
-    return metrics
+        quarter = max(1, len(values) // 4)
+        means[key.split("/")[1]] = {"first": values[0], "last": values[-1],
+                                    "first_quarter": sum(values[:quarter]) / quarter,
+                                    "last_quarter": sum(values[-quarter:]) / quarter}
+    return means
+
+
+def _model_card(config: GRPORunConfig, metrics: dict) -> str:
+    rewards = "\n".join(f"| {name} | {r['first_quarter']:.3f} | {r['last_quarter']:.3f} |"
+                        for name, r in metrics["rewards"].items())
+    return f"""---
+base_model: {config.model}
+tags: [r1-distill, grpo, reasoning]
+---
+# GRPO of {Path(config.model).name}
+
+Reinforced with GRPO (TRL's GRPOTrainer) and r1-distill's rule-based rewards from `{config.model}` on
+`{config.prompts}`: {metrics['steps']} steps of {config.prompts_per_step} prompts x {config.num_generations}
+completions (temperature {config.temperature}, up to {config.max_completion_length} tokens), learning rate
+{config.learning_rate:g}, KL coefficient {config.beta:g}, {config.method} fine-tuning, {metrics['precision']},
+completions from {GENERATORS[metrics['generator']]}.
+
+| reward | mean, first quarter of steps | mean, last quarter |
+|---|---|---|
+{rewards}
+
+Reward curves: `rewards.png`; every logged step: `log_history.json`; how it was made: `manifest.json`.
+Serve it: `r1-distill export --gguf --model . --out gguf`, then `r1-distill serve --model gguf/<file>.gguf`.
+"""
+
 

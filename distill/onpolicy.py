@@ -26,7 +26,6 @@ Outputs are SFT's: the HF folder with the R1 inference template, manifest, model
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -35,8 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from r1_distill.distill.common import (BatchPlan, r1_generation_config, run_metrics, run_trainer, save_trained_model,
+                                      shared_arguments, write_run_record)
 from r1_distill.distill.distributed import COLLECTIVE_TIMEOUT_MINUTES
 from r1_distill.errors import UserError
+from r1_distill.manifest import file_digest
 
 DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
 PROBE_USER, PROBE_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"  # R1's chat markers: a probe of the special tokens too
@@ -127,7 +129,7 @@ class Teacher:
     api_key: Optional[str] = None
 
 
-def resolve_teacher(name: str, registry) -> Teacher:
+def distillation_teacher(name: str, registry) -> Teacher:
     if name.startswith(("http://", "https://")):
         return Teacher("url", _server_root(name))
     if name in registry.teachers:
@@ -318,23 +320,87 @@ def _divergence_name(beta: float, cross_tokenizer: bool) -> str:
     return "ULD (cross-tokenizer)" if cross_tokenizer else _beta_name(beta)
 
 
+@dataclass
+class OnPolicyRun:
+    """An on-policy run's settings once the teacher, the student, the launch and the hardware are resolved."""
+
+    config: OnPolicyConfig
+    teacher: Teacher
+    beta: float
+    launch: object
+    cuda: bool
+    base: str
+    records: list
+    tokenizer: object
+    model_config: object
+    spec: object
+    plan: object
+    cross_tokenizer: Optional[str]  # the teacher's tokenizer when it is not the student's (GOLD)
+    teacher_fast: bool
+    batch: BatchPlan
+    precision: str
+    checkpointing: bool
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+
 def train_on_policy(config: OnPolicyConfig) -> dict:
     import torch
 
     from r1_distill.chat_format import weight_rows
+    from r1_distill.registry import read_template
+
+    run = _resolve_run(config)
+    compute = Compute()
+    # Every TRL config is made before any from_pretrained, and `args` stays referenced until the trainer holds it:
+    # under DeepSpeed ZeRO-3 the config's post-init registers the DeepSpeed config that makes from_pretrained
+    # partition the weights as they load (zero.Init), instead of each rank holding the whole model.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
+    build = _local_trainer if run.teacher.kind == "local" else _server_trainer
+    trainer, model, prompts, too_long = build(run, compute)
+    _sample_with_cache(trainer)
+    # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
+    # untrained row sampled on-policy has no text (GOLD's alignment fails on it), is beyond a teacher
+    # server's vocabulary, and teaches nothing. Every trainer here samples with its generation_config.
+    tokenizer = run.tokenizer
+    rows = weight_rows(model.get_input_embeddings().weight)
+    if rows > len(tokenizer):
+        trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
+    result, resume_from = run_trainer(trainer, run.out / "checkpoints", resume=config.resume, print_logs=config.print_logs)
+    tokenizer.chat_template = read_template(run.spec.template)
+    tokenizer.padding_side = "right"
+    save_trained_model(trainer, tokenizer, run.out, source=run.base, save_dtype=torch.bfloat16 if run.bf16 else None)
+    if not trainer.is_world_process_zero():
+        return {}
+    r1_generation_config(tokenizer).save_pretrained(run.out)
+    metrics = _metrics(run, trainer, result, resume_from, compute, prompts=prompts, too_long=too_long)
+    write_run_record(run.out, "train", config=config, history=trainer.state.log_history,
+                     inputs={"base": run.base, "teacher": run.teacher.source, "traces": config.traces,
+                             "traces_digest": file_digest(config.traces)},
+                     outputs={"model": ".", "loss_plot": "loss.png"}, metrics=metrics,
+                     card=_model_card(config, run.base, metrics))
+    return metrics
+
+
+def _resolve_run(config: OnPolicyConfig) -> OnPolicyRun:
+    import torch
+
     from r1_distill.distill.distributed import (current_launch, refuse_launches_that_cannot_run, resolve_precision,
-                                                trainer_checkpointing, weights_dtype)
-    from r1_distill.distill.train import (TrainConfig, _plot_loss, build_dataset, checkpointing_arg, prepared_tokenizer,
-                                          r1_generation_config, resolve_student, run_trainer, save_trained_model)
-    from r1_distill.files import write_text_atomic
-    from r1_distill.manifest import file_digest, write_manifest
-    from r1_distill.registry import load_registry, read_template
+                                                trainer_checkpointing)
+    from r1_distill.distill.train import TrainConfig, prepared_tokenizer, resolve_student
+    from r1_distill.registry import load_registry
     from r1_distill.traces import read_traces
 
     config.check()
     beta = config.resolved_beta()
     registry = load_registry(config.models_file)
-    teacher = resolve_teacher(config.teacher, registry)
+    teacher = distillation_teacher(config.teacher, registry)
     if teacher.kind == "url":
         _check_url_teacher_options(config, beta)
     # the launch is read from the environment: PartialState() here would make the process group with torch's
@@ -350,135 +416,129 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     cross_tokenizer, teacher_fast = None, True
     if teacher.kind == "local":
         cross_tokenizer, teacher_fast = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
-    world = launch.world
-    per_device = config.per_device_batch
-    accumulation = max(1, config.effective_batch // (per_device * world))
+    batch = BatchPlan.of(effective=config.effective_batch, per_device=config.per_device_batch, world=launch.world)
+    run = OnPolicyRun(config=config, teacher=teacher, beta=beta, launch=launch, cuda=cuda, base=base, records=records,
+                      tokenizer=tokenizer, model_config=model_config, spec=spec, plan=plan,
+                      cross_tokenizer=cross_tokenizer, teacher_fast=teacher_fast, batch=batch,
+                      precision=resolve_precision(config.precision, cuda),
+                      checkpointing=trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch))
     if cross_tokenizer is not None:
-        if config.divergence is not None or config.beta is not None:
-            raise UserError(f"the teacher {teacher.source} has another tokenizer than the student ({cross_tokenizer}): "
-                            "it is distilled with TRL's cross-tokenizer loss (ULD), which has no --divergence or "
-                            "--beta; leave them out, or use a teacher of the student's family")
-        if config.max_new_tokens >= config.max_length:
-            raise UserError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the prompt in "
-                            f"--max-length {config.max_length}")
-        if len(records) < per_device * accumulation:
-            # GOLD samples whole batches of per-device x accumulation prompts and drops a smaller rest
-            raise UserError(f"{len(records)} kept traces are fewer than one batch of {per_device * accumulation} "
-                            "(--per-device-batch x accumulation) for TRL's cross-tokenizer trainer: lower "
-                            "--effective-batch or give more traces")
+        _check_cross_tokenizer_options(run)
+    return run
 
-    precision = resolve_precision(config.precision, cuda)
-    bf16 = precision == "bf16"
-    student_dtype = weights_dtype(precision, full=True, launch=launch)  # fp32 masters where nothing else keeps them
-    teacher_dtype = torch.bfloat16 if bf16 else torch.float32  # frozen: never updated, so bf16 loses nothing
-    checkpointing = trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch)
 
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    compute = Compute()
-    common = dict(output_dir=str(checkpoints), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-                  per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-                  lr_scheduler_type="constant", warmup_steps=0, save_strategy="steps", save_steps=config.save_steps,
-                  save_total_limit=2, bf16=bf16, use_cpu=not cuda, report_to="none", seed=config.seed,
-                  ddp_timeout=int(config.collective_timeout_minutes * 60),
-                  **checkpointing_arg(checkpointing), temperature=config.temperature, beta=beta)
+def _check_cross_tokenizer_options(run: OnPolicyRun) -> None:
+    config, batch = run.config, run.batch.per_device * run.batch.accumulation
+    if config.divergence is not None or config.beta is not None:
+        raise UserError(f"the teacher {run.teacher.source} has another tokenizer than the student ({run.cross_tokenizer}): "
+                        "it is distilled with TRL's cross-tokenizer loss (ULD), which has no --divergence or "
+                        "--beta; leave them out, or use a teacher of the student's family")
+    if config.max_new_tokens >= config.max_length:
+        raise UserError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the prompt in "
+                        f"--max-length {config.max_length}")
+    if len(run.records) < batch:
+        # GOLD samples whole batches of per-device x accumulation prompts and drops a smaller rest
+        raise UserError(f"{len(run.records)} kept traces are fewer than one batch of {batch} "
+                        "(--per-device-batch x accumulation) for TRL's cross-tokenizer trainer: lower "
+                        "--effective-batch or give more traces")
 
-    # Every TRL config below is made before any from_pretrained, and `args` stays referenced until the trainer
-    # holds it: under DeepSpeed ZeRO-3 the config's post-init registers the DeepSpeed config that makes
-    # from_pretrained partition the weights as they load (zero.Init), instead of each rank holding the whole model.
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
-    if teacher.kind == "local":
-        tokenizer.chat_template = read_template(spec.train_template)
-        dataset, too_long, _ = build_dataset(records, tokenizer, config.max_length)
-        if dataset is None:
-            raise UserError(f"all {too_long} traces are longer than --max-length {config.max_length} tokens")
-        steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
-        logging_steps = config.logging_steps or max(1, steps // 100)
-        if cross_tokenizer is None:
-            from trl.experimental.gkd import GKDConfig as LocalConfig, GKDTrainer as LocalTrainer
 
-            args = LocalConfig(**common, lmbda=config.lmbda, max_new_tokens=config.max_new_tokens,
-                               max_length=config.max_length, logging_steps=logging_steps, disable_dropout=True)
-        else:
-            from trl.experimental.gold import GOLDConfig as LocalConfig, GOLDTrainer as LocalTrainer
+def _shared_arguments(run: OnPolicyRun) -> dict:
+    config = run.config
+    return dict(**shared_arguments(checkpoints=run.out / "checkpoints", bf16=run.bf16, cuda=run.cuda, seed=config.seed,
+                                   collective_timeout_minutes=config.collective_timeout_minutes,
+                                   checkpointing=run.checkpointing, save_steps=config.save_steps),
+                num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+                per_device_train_batch_size=run.batch.per_device, gradient_accumulation_steps=run.batch.accumulation,
+                lr_scheduler_type="constant", warmup_steps=0, temperature=config.temperature, beta=run.beta)
 
-            batch = per_device * accumulation
-            if len(dataset) % batch and launch.main:
-                print(f"warning: {len(dataset) % batch} of {len(dataset)} traces do not fill a batch of {batch} and are "
-                      "left out each epoch (TRL's cross-tokenizer trainer samples whole batches)", flush=True)
-            args = LocalConfig(**common, lmbda=config.lmbda, max_completion_length=config.max_new_tokens,
-                               max_length=config.max_length, logging_steps=logging_steps, disable_dropout=True,
-                               use_uld_loss=True,
-                               teacher_tokenizer_name_or_path=teacher.source,
-                               # aligning by text needs byte offsets, which only fast tokenizers give
-                               use_extended_uld=tokenizer.is_fast and teacher_fast)
-        model = _load_student(base, model_config, student_dtype, plan, tokenizer)
-        teacher_model = _load_teacher(teacher.source, teacher_dtype)
-        try:
-            trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
-                                   processing_class=tokenizer)
-        except ValueError as exc:  # e.g. the embedding matrices differ in size
-            raise UserError(f"TRL's {LocalTrainer.__name__} refused the teacher: {str(exc).splitlines()[0]}") from None
-        _count_local(trainer, compute)
+
+def _student_dtype(run: OnPolicyRun):
+    from r1_distill.distill.distributed import weights_dtype
+
+    return weights_dtype(run.precision, full=True, launch=run.launch)  # fp32 masters where nothing else keeps them
+
+
+def _local_trainer(run: OnPolicyRun, compute: Compute):
+    """TRL's GKDTrainer (the student's tokenizer) or GOLDTrainer (another one) with a local teacher.
+    Returns (trainer, student model, prompts, traces dropped as too long)."""
+    import torch
+
+    from r1_distill.distill.train import build_dataset
+    from r1_distill.registry import read_template
+
+    config, tokenizer = run.config, run.tokenizer
+    tokenizer.chat_template = read_template(run.spec.train_template)
+    dataset, too_long, _ = build_dataset(run.records, tokenizer, config.max_length)
+    if dataset is None:
+        raise UserError(f"all {too_long} traces are longer than --max-length {config.max_length} tokens")
+    common = dict(**_shared_arguments(run), lmbda=config.lmbda, max_length=config.max_length, disable_dropout=True,
+                  logging_steps=run.batch.logging_steps(len(dataset), config.epochs, config.logging_steps))
+    if run.cross_tokenizer is None:
+        from trl.experimental.gkd import GKDConfig as LocalConfig, GKDTrainer as LocalTrainer
+
+        args = LocalConfig(**common, max_new_tokens=config.max_new_tokens)
     else:
-        from datasets import Dataset
-        from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
+        from trl.experimental.gold import GOLDConfig as LocalConfig, GOLDTrainer as LocalTrainer
 
-        tokenizer.chat_template = read_template(spec.template)  # the generation prompt opens the thinking
-        tokenizer.padding_side = "left"
-        dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r.prompt or r.problem}]} for r in records])
-        too_long = 0
-        steps = math.ceil(math.ceil(len(dataset) / (per_device * world)) / accumulation * config.epochs)
-        args = ServerDistillationConfig(**common, teacher_model_server_url=teacher.source, loss_top_k=1,
-                                        max_completion_length=config.max_new_tokens, disable_dropout=True,
-                                        logging_steps=config.logging_steps or max(1, steps // 100))
-        scorer = ServerScorer(teacher.source, compute, api_key=teacher.api_key, announce=launch.main)
-        _check_server_tokenizer(scorer, tokenizer, teacher.source)
-        model = _load_student(base, model_config, student_dtype, plan, tokenizer)
-        # the trainer builds TRL's VLLMClient (which needs vllm installed) as its teacher client: it gets ours
-        from unittest import mock
+        batch = run.batch.per_device * run.batch.accumulation
+        if len(dataset) % batch and run.launch.main:
+            print(f"warning: {len(dataset) % batch} of {len(dataset)} traces do not fill a batch of {batch} and are "
+                  "left out each epoch (TRL's cross-tokenizer trainer samples whole batches)", flush=True)
+        args = LocalConfig(**common, max_completion_length=config.max_new_tokens, use_uld_loss=True,
+                           teacher_tokenizer_name_or_path=run.teacher.source,
+                           # aligning by text needs byte offsets, which only fast tokenizers give
+                           use_extended_uld=tokenizer.is_fast and run.teacher_fast)
+    model = _load_student(run.base, run.model_config, _student_dtype(run), run.plan, tokenizer)
+    # the teacher is frozen: never updated, so bf16 loses nothing
+    teacher_model = _load_teacher(run.teacher.source, torch.bfloat16 if run.bf16 else torch.float32)
+    try:
+        trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
+                               processing_class=tokenizer)
+    except ValueError as exc:  # e.g. the embedding matrices differ in size
+        raise UserError(f"TRL's {LocalTrainer.__name__} refused the teacher: {str(exc).splitlines()[0]}") from None
+    _count_local(trainer, compute)
+    return trainer, model, len(dataset), too_long
 
-        import trl.generation.vllm_client as vllm_client
 
-        with mock.patch.object(vllm_client, "VLLMClient", lambda *a, **k: scorer):
-            trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        assert trainer.teacher_client is scorer
+def _server_trainer(run: OnPolicyRun, compute: Compute):
+    """TRL's ServerDistillationTrainer against a URL teacher, scored through ServerScorer."""
+    from unittest import mock
 
-    _sample_with_cache(trainer)
-    # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
-    # untrained row sampled on-policy has no text (GOLD's alignment fails on it), is beyond a teacher
-    # server's vocabulary, and teaches nothing. Every trainer here samples with its generation_config.
-    rows = weight_rows(model.get_input_embeddings().weight)
-    if rows > len(tokenizer):
-        trainer.generation_config.suppress_tokens = list(range(len(tokenizer), rows))
-    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
-    tokenizer.chat_template = read_template(spec.template)
-    tokenizer.padding_side = "right"
-    save_trained_model(trainer, tokenizer, out, source=base, save_dtype=torch.bfloat16 if bf16 else None)
-    if not trainer.is_world_process_zero():
-        return {}
-    r1_generation_config(tokenizer).save_pretrained(out)
-    history = trainer.state.log_history
-    losses = [h["loss"] for h in history if "loss" in h]
-    metrics = {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": teacher.source,
-               "teacher_kind": teacher.kind, "divergence": _divergence_name(beta, cross_tokenizer is not None),
-               "beta": None if cross_tokenizer else beta, "lmbda": config.lmbda,
-               "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": len(dataset),
-               "dropped_too_long": too_long, "first_loss": losses[0] if losses else None,
-               "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
-               "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "processes": world, "precision": precision, "weights_dtype": str(student_dtype).removeprefix("torch."),
-               "activation_checkpointing": checkpointing, "generation_use_cache": trainer.generation_config.use_cache,
-               "generation_max_new_tokens": trainer.generation_config.max_new_tokens,
-               "compute": compute.as_dict(), "cross_tokenizer": cross_tokenizer, "chat_format": plan.as_dict()}
-    _plot_loss(history, out / "loss.png")
-    write_text_atomic(out / "log_history.json", json.dumps(history, indent=1))
-    write_manifest(out, "train", config=config, inputs={"base": base, "teacher": teacher.source, "traces": config.traces,
-                                                        "traces_digest": file_digest(config.traces)},
-                   outputs={"model": ".", "loss_plot": "loss.png"}, metrics=metrics)
-    write_text_atomic(out / "README.md", _model_card(config, base, metrics))
-    return metrics
+    import trl.generation.vllm_client as vllm_client
+    from datasets import Dataset
+    from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
+
+    from r1_distill.registry import read_template
+
+    config, tokenizer = run.config, run.tokenizer
+    tokenizer.chat_template = read_template(run.spec.template)  # the generation prompt opens the thinking
+    tokenizer.padding_side = "left"
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r.prompt or r.problem}]} for r in run.records])
+    args = ServerDistillationConfig(**_shared_arguments(run), teacher_model_server_url=run.teacher.source, loss_top_k=1,
+                                    max_completion_length=config.max_new_tokens, disable_dropout=True,
+                                    logging_steps=run.batch.logging_steps(len(dataset), config.epochs, config.logging_steps))
+    scorer = ServerScorer(run.teacher.source, compute, api_key=run.teacher.api_key, announce=run.launch.main)
+    _check_server_tokenizer(scorer, tokenizer, run.teacher.source)
+    model = _load_student(run.base, run.model_config, _student_dtype(run), run.plan, tokenizer)
+    # the trainer builds TRL's VLLMClient (which needs vllm installed) as its teacher client: it gets ours
+    with mock.patch.object(vllm_client, "VLLMClient", lambda *a, **k: scorer):
+        trainer = ServerDistillationTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    assert trainer.teacher_client is scorer
+    return trainer, model, len(dataset), 0
+
+
+def _metrics(run: OnPolicyRun, trainer, result, resume_from, compute: Compute, *, prompts: int, too_long: int) -> dict:
+    config = run.config
+    return {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": run.teacher.source,
+            "teacher_kind": run.teacher.kind, "divergence": _divergence_name(run.beta, run.cross_tokenizer is not None),
+            "beta": None if run.cross_tokenizer else run.beta, "lmbda": config.lmbda,
+            "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": prompts,
+            "dropped_too_long": too_long, **run_metrics(trainer, result, resume_from, run.launch),
+            "precision": run.precision, "weights_dtype": str(_student_dtype(run)).removeprefix("torch."),
+            "activation_checkpointing": run.checkpointing, "generation_use_cache": trainer.generation_config.use_cache,
+            "generation_max_new_tokens": trainer.generation_config.max_new_tokens,
+            "compute": compute.as_dict(), "cross_tokenizer": run.cross_tokenizer, "chat_format": run.plan.as_dict()}
 
 
 def _check_url_teacher_options(config: OnPolicyConfig, beta: float) -> None:

@@ -14,58 +14,65 @@ Multi-GPU and multi-node: `accelerate launch --config_file distill/accelerate/ze
 from __future__ import annotations
 
 import json
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from r1_distill.chat_format import (FormatPlan, FormatSpec, embedding_modules, format_spec, prepare_model,
+from r1_distill.chat_format import (FormatSpec, format_spec, prepare_model,
                                     prepare_tokenizer)
-from r1_distill.distill.checkpoints import SaveEveryMinutes, last_complete_checkpoint
-from r1_distill.distill.console import keep_bar_only
-from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, Launch, current_launch, engine_of,
+from r1_distill.distill.common import (BatchPlan, lora_config, partitioned_at_load, r1_generation_config, run_metrics,
+                                      run_trainer, save_trained_model, shared_arguments, write_run_record)
+from r1_distill.distill.distributed import (COLLECTIVE_TIMEOUT_MINUTES, Launch, current_launch,
                                             refuse_launches_that_cannot_run, resolve_precision, trainer_checkpointing,
                                             weights_dtype)
 from r1_distill.errors import UserError, require
-from r1_distill.files import carry_tokenizer_files, write_json_atomic, write_text_atomic
-from r1_distill.manifest import file_digest, write_manifest
+from r1_distill.files import write_json_atomic
+from r1_distill.manifest import file_digest
+from r1_distill.options import TRACE_FORMAT_HELP, internal, option
 from r1_distill.registry import Recipe, Registry, load_registry, read_template
 from r1_distill.traces import read_traces
 
 
 @dataclass
 class TrainConfig:
-    student: str  # models.yaml student, hub id or HF folder
-    traces: str  # kept.jsonl (or a folder of traces)
-    out: str
-    method: Optional[str] = None
-    learning_rate: Optional[float] = None
-    epochs: Optional[float] = None
-    max_length: Optional[int] = None
-    effective_batch: Optional[int] = None
-    per_device_batch: Optional[int] = None
-    resume: bool = False
-    save_steps: float = 0.1  # below 1: a fraction of the run (a checkpoint of a 7B student is ~100 GB)
-    save_minutes: Optional[float] = None  # also save when this long has passed since the last checkpoint
-    logging_steps: Optional[int] = None  # default: about 100 points over the run
-    group_by_length: bool = False  # batches of similar length: less padding, less mixed batches
-    precision: Optional[str] = None  # bf16 | fp32; default: bf16 on a GPU, fp32 on a CPU
-    gradient_checkpointing: Optional[bool] = None  # default: on a GPU
-    seed: int = 0
-    print_logs: bool = True  # False: the progress bar only; the logs still go to log_history.json
-    models_file: Optional[str] = None
-    dataset_num_proc: Optional[int] = None  # tokenizing processes; default: every core for large trace sets
-    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES  # how long a worker waits for the others
+    student: str = option(help="models.yaml student, hub id or HF folder.")
+    traces: str = option(help="kept.jsonl from r1-distill filter, its dataset/ folder, a traces folder or a public "
+                         "trace set's file.")
+    out: str = option(help="Output model folder.")
+    method: Optional[str] = option(None, help="full | lora | qlora | on-policy (default: the recipe).")
+    learning_rate: Optional[float] = option(None, flags=("--lr", "--learning-rate"),
+                                            help="Peak learning rate (default: the recipe).")
+    epochs: Optional[float] = option(None, help="Passes over the traces (default: the recipe).")
+    max_length: Optional[int] = option(None, help="Longer traces are dropped, not cut (default: the recipe).")
+    effective_batch: Optional[int] = option(None, help="Sequences per optimizer step (default: the recipe).")
+    per_device_batch: Optional[int] = option(None, help="Sequences per forward pass on each device.")
+    resume: bool = option(False, help="Continue from the last checkpoint in OUT/checkpoints.")
+    # below 1: a fraction of the run (a checkpoint of a 7B student is ~100 GB)
+    save_steps: float = option(0.1, help="Checkpoint every N steps; below 1, a fraction of the run.")
+    save_minutes: Optional[float] = option(None, help="Also checkpoint every N minutes.")
+    logging_steps: Optional[int] = option(None, help="Log every N steps (default: about 100 points over the run).")
+    group_by_length: bool = option(False, help="Batches of similar length (less padding on CPU).")
+    precision: Optional[str] = option(None, help="bf16 | fp32 (default: bf16 on a GPU, fp32 on a CPU).")
+    gradient_checkpointing: Optional[bool] = option(None, help="Recompute activations in the backward pass "
+                                                    "(default: on a GPU).")
+    seed: int = option(0, help="Random seed (data order, LoRA init).")
+    print_logs: bool = internal(True)  # False: the progress bar only; the logs still go to log_history.json
+    models_file: Optional[str] = internal(None)
+    dataset_num_proc: Optional[int] = option(None, help="Tokenizing processes (default: every core for 5,000+ traces).")
+    collective_timeout_minutes: float = option(COLLECTIVE_TIMEOUT_MINUTES, flags=("--collective-timeout",),
+                                               help="Minutes a worker waits for the others (merges, big checkpoints).")
     # method "on-policy" (distill/onpolicy.py): the teacher scores the student's own samples
-    teacher: Optional[str] = None
-    lmbda: Optional[float] = None
-    divergence: Optional[str] = None
-    beta: Optional[float] = None
-    temperature: Optional[float] = None
-    max_new_tokens: Optional[int] = None
-    trace_format: Optional[str] = None  # the traces' row shape (r1_distill.trace_formats); default: detected
+    teacher: Optional[str] = option(None, help="on-policy: the teacher (models.yaml teacher, hub id, HF folder; another "
+                                    "tokenizer trains with TRL's GOLD, or URL of an OpenAI-compatible server).")
+    lmbda: Optional[float] = option(None, help="on-policy: share of steps on the student's own samples (GKD's lambda; "
+                                    "the rest on the traces' completions). Default 1.")
+    divergence: Optional[str] = option(None, help="on-policy: forward | reverse | jsd (default reverse).")
+    beta: Optional[float] = option(None, help="on-policy: JSD interpolation, 0 forward KL .. 1 reverse KL.")
+    temperature: Optional[float] = option(None, help="on-policy: the student's sampling temperature (default 1).")
+    max_new_tokens: Optional[int] = option(None, help="on-policy: tokens the student samples per prompt.")
+    trace_format: Optional[str] = option(None, flags=("--format",), metavar="NAME", help=TRACE_FORMAT_HELP)
 
 
 GENERIC_RECIPE = Recipe(method="full", learning_rate=2e-5, epochs=3, max_length=32768, effective_batch=128,
@@ -236,23 +243,6 @@ def training_dataset(config: "TrainConfig", records, tokenizer, base: str, max_l
         return dataset, too_long, lengths
 
 
-def _plot_loss(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    if not points:
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p[0] for p in points], [p[1] for p in points], color="#4477aa")
-    ax.set(title="Training loss", xlabel="step", ylabel="loss (assistant tokens)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def quantization_kwargs(launch: Launch, *, bf16: bool, cuda: bool) -> dict:
     """from_pretrained's 4-bit settings for QLoRA, by launch: each DDP worker on its own GPU; under ZeRO-3 and FSDP
     no device map and a float storage dtype, which is what lets them shard the 4-bit weights (PEFT's and
@@ -268,36 +258,116 @@ def quantization_kwargs(launch: Launch, *, bf16: bool, cuda: bool) -> dict:
     return {"quantization_config": BitsAndBytesConfig(**quant), "device_map": {"": launch.local_rank if cuda else "cpu"}}
 
 
-def partitioned_at_load(model) -> Optional[dict]:
-    """Whether ZeRO-3 partitioned the parameters as they loaded (zero.Init): the share this worker holds."""
-    params = list(model.parameters())
-    if not any(hasattr(p, "ds_id") for p in params):
-        return None
-    total = sum(p.ds_numel for p in params)
-    held = sum(p.ds_tensor.numel() for p in params)
-    return {"parameters": total, "held_by_main_process": held}
+@dataclass
+class SFTRun:
+    """A train run's settings once the recipe, the launch and the hardware are resolved."""
+
+    config: TrainConfig
+    launch: Launch
+    cuda: bool
+    student: object  # the registry's student, or None for a hub id / folder
+    base: str
+    recipe: Recipe
+    registry: Registry
+    method: str
+    max_length: int
+    precision: str
+    checkpointing: bool
+    padding_free: bool
+    batch: BatchPlan
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
 
 
 def train(config: TrainConfig) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
-
     if config.method == "on-policy":
         from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
 
         return train_on_policy(OnPolicyConfig.from_train(config))
     if config.teacher:
         raise UserError("--teacher goes with --method on-policy")
+    import torch
+    from trl import SFTTrainer
+
+    run = _resolve_run(config)
+    records = _kept_records(config, run.launch)
+    tokenizer, model_config, spec, plan = prepared_tokenizer(run.base, run.student, run.registry)
+    tokenizer.chat_template = read_template(spec.train_template)
+    sft = _sft_arguments(run, tokenizer)  # before the model: see _sft_arguments
+    dataset, too_long, lengths = training_dataset(config, records, tokenizer, run.base, run.max_length, run.out, sft)
+    if dataset is None:
+        raise UserError(f"all {too_long} traces are longer than --max-length {run.max_length} tokens and were dropped: "
+                        "raise --max-length (and the long-context settings) or filter with --max-tokens")
+    sft.logging_steps = run.batch.logging_steps(len(dataset), sft.num_train_epochs, config.logging_steps)
+    model, dtype, quantization = _load_student_model(run, model_config)
+    zero3_load = partitioned_at_load(model)
+    prepare_model(model, plan, tokenizer)
+    recipe = run.recipe
+    peft_config = lora_config(model, plan, r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=recipe.lora_dropout) \
+        if run.method in ("lora", "qlora") else None
+    from r1_distill.distill.checkpoints import SaveEveryMinutes
+
+    callbacks = [SaveEveryMinutes(config.save_minutes)] if config.save_minutes else None
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=callbacks)
+    result, resume_from = run_trainer(trainer, run.out / "checkpoints", resume=config.resume, print_logs=config.print_logs)
+    tokenizer.chat_template = read_template(spec.template)
+
+    def load_base():
+        from transformers import AutoModelForCausalLM
+
+        fresh = AutoModelForCausalLM.from_pretrained(run.base, config=model_config, dtype="auto")
+        prepare_model(fresh, plan, tokenizer)
+        return fresh
+
+    save_trained_model(trainer, tokenizer, run.out, source=run.base, load_base=load_base if peft_config else None,
+                       save_dtype=torch.bfloat16 if run.bf16 else None)
+    if not trainer.is_world_process_zero():
+        return {}
+    r1_generation_config(tokenizer).save_pretrained(run.out)
+    metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
+               "mean_tokens": sum(lengths) / len(lengths), **run_metrics(trainer, result, resume_from, run.launch),
+               "quantization": quantization, "precision": run.precision,
+               "weights_dtype": str(dtype).removeprefix("torch."), "padding_free": run.padding_free,
+               "zero3_partitioned_at_load": zero3_load, "gradient_checkpointing": run.checkpointing,
+               "chat_format": plan.as_dict()}
+    write_run_record(run.out, "train", config=config, history=trainer.state.log_history,
+                     inputs={"base": run.base, "traces": config.traces, "traces_digest": file_digest(config.traces)},
+                     outputs={"model": ".", "adapter": "adapter" if peft_config else None}, metrics=metrics,
+                     card=_model_card(config, run.base, run.method, metrics))
+    return metrics
+
+
+def _resolve_run(config: TrainConfig) -> SFTRun:
+    import torch
+
     launch = current_launch()
     student, base, recipe = resolve_student(config)
-    registry = load_registry(config.models_file)
     method = config.method or recipe.method
     if method not in ("full", "lora", "qlora"):
         raise UserError(f"unknown method {method!r}: full, lora, qlora or on-policy")
     cuda = torch.cuda.is_available()
     refuse_launches_that_cannot_run("train", launch, cuda=cuda)
-    max_length = config.max_length or recipe.max_length
+    # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
+    # CPU's SDPA does not. There --group-by-length cuts most of the padding instead; it is off by default
+    # because same-length batches are less mixed (on the demo's task it cost the teacher much accuracy).
+    return SFTRun(config=config, launch=launch, cuda=cuda, student=student, base=base, recipe=recipe,
+                  registry=load_registry(config.models_file), method=method,
+                  max_length=config.max_length or recipe.max_length,
+                  precision=resolve_precision(config.precision, cuda),
+                  checkpointing=trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch),
+                  padding_free=cuda and _has("flash_attn"),
+                  batch=BatchPlan.of(effective=config.effective_batch or recipe.effective_batch,
+                                     per_device=config.per_device_batch or recipe.per_device_batch, world=launch.world))
+
+
+def _kept_records(config: TrainConfig, launch: Launch) -> list:
     records = [r for r in read_traces(config.traces, format=config.trace_format) if r.kept is not False]
     if not records:
         raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
@@ -308,205 +378,52 @@ def train(config: TrainConfig) -> dict:
         Console(stderr=True).print(f"[yellow]warning: {unfiltered} of {len(records)} traces in {config.traces} were "
                                    "never filtered (no verdicts): unverified traces teach wrong reasoning too; run "
                                    "`r1-distill filter` and train on its kept.jsonl[/yellow]")
-    tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
-    tokenizer.chat_template = read_template(spec.train_template)
+    return records
 
-    precision = resolve_precision(config.precision, cuda)
-    bf16 = precision == "bf16"
-    checkpointing = trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch)
-    # Padding-free batches need an attention kernel that keeps packed sequences apart (FlashAttention on GPU);
-    # CPU's SDPA does not. There --group-by-length cuts most of the padding instead; it is off by default
-    # because same-length batches are less mixed (on the demo's task it cost the teacher much accuracy).
-    padding_free = cuda and _has("flash_attn")
-    per_device = config.per_device_batch or recipe.per_device_batch
-    effective = config.effective_batch or recipe.effective_batch
-    accumulation = max(1, effective // (per_device * launch.world))
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    epochs = config.epochs or recipe.epochs
-    # The arguments come first: they make the process group (with their timeout) and, under ZeRO-3, the
-    # DeepSpeed config that from_pretrained reads to load each worker's share only (zero.Init).
-    sft = SFTConfig(
-        output_dir=str(checkpoints), num_train_epochs=epochs,
-        learning_rate=config.learning_rate or recipe.learning_rate, per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation, lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,
-        weight_decay=recipe.weight_decay, max_length=None, assistant_only_loss=False,
+
+def _sft_arguments(run: SFTRun, tokenizer):
+    """TRL's SFTConfig. The arguments come before the model: they make the process group (with their timeout)
+    and, under ZeRO-3, the DeepSpeed config that from_pretrained reads to load each worker's share only (zero.Init)."""
+    from trl import SFTConfig
+
+    config, recipe = run.config, run.recipe
+    return SFTConfig(
+        **shared_arguments(checkpoints=run.out / "checkpoints", bf16=run.bf16, cuda=run.cuda, seed=config.seed,
+                           collective_timeout_minutes=config.collective_timeout_minutes,
+                           checkpointing=run.checkpointing, save_steps=config.save_steps),
+        num_train_epochs=config.epochs or recipe.epochs, learning_rate=config.learning_rate or recipe.learning_rate,
+        per_device_train_batch_size=run.batch.per_device, gradient_accumulation_steps=run.batch.accumulation,
+        lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio, weight_decay=recipe.weight_decay,
+        max_length=None, assistant_only_loss=False,
         dataset_kwargs={"skip_prepare_dataset": True},  # rows come tokenized, with their labels
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, bf16=bf16, use_cpu=not cuda,
-        report_to="none", **checkpointing_arg(checkpointing), seed=config.seed, eos_token=tokenizer.eos_token,
-        dataset_num_proc=config.dataset_num_proc, ddp_timeout=int(config.collective_timeout_minutes * 60),
-        padding_free=padding_free,
-        use_liger_kernel=cuda and _has("liger_kernel"),
-        train_sampling_strategy="group_by_length" if config.group_by_length and not padding_free else "random",
+        eos_token=tokenizer.eos_token, dataset_num_proc=config.dataset_num_proc, padding_free=run.padding_free,
+        use_liger_kernel=run.cuda and _has("liger_kernel"),
+        train_sampling_strategy="group_by_length" if config.group_by_length and not run.padding_free else "random",
     )
-    dataset, too_long, lengths = training_dataset(config, records, tokenizer, base, max_length, out, sft)
-    if dataset is None:
-        raise UserError(f"all {too_long} traces are longer than --max-length {max_length} tokens and were dropped: "
-                        "raise --max-length (and the long-context settings) or filter with --max-tokens")
-    total_steps = math.ceil(math.ceil(len(dataset) / (per_device * launch.world)) / accumulation * epochs)
-    sft.logging_steps = config.logging_steps or max(1, total_steps // 100)
 
-    model_kwargs: dict = {"dtype": weights_dtype(precision, full=method == "full", launch=launch)}
-    if student is not None and student.long_context and max_length > student.native_context:
+
+def _load_student_model(run: SFTRun, model_config):
+    """The student's weights: fp32 masters where nothing else keeps them, 4-bit for QLoRA, the long-context
+    RoPE where the recipe trains past the native context. Returns (model, weights dtype, quantization)."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": weights_dtype(run.precision, full=run.method == "full", launch=run.launch)}
+    student = run.student
+    if student is not None and student.long_context and run.max_length > student.native_context:
         model_config.max_position_embeddings = student.long_context.max_position_embeddings
         rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
         rope["rope_theta"] = student.long_context.rope_theta
         model_config.rope_parameters = rope
-    peft_config = None
     quantization = None
-    if method == "qlora":
+    if run.method == "qlora":
         # bitsandbytes >= 0.49 runs 4-bit on CPU too (slowly): fine for trying the path, the real thing is a GPU
         require("bitsandbytes", "gpu", "QLoRA")
-        model_kwargs.update(quantization_kwargs(launch, bf16=bf16, cuda=cuda))
-        quantization = f"bitsandbytes nf4 ({'cuda' if cuda else 'cpu'})"
-    if padding_free:
-        model_kwargs["attn_implementation"] = "flash_attention_2"
-    model = AutoModelForCausalLM.from_pretrained(base, config=model_config, **model_kwargs)
-    zero3_load = partitioned_at_load(model)
-    prepare_model(model, plan, tokenizer)
-    if method in ("lora", "qlora"):
-        peft_config = lora_config(model, plan, r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=recipe.lora_dropout)
-
-    callbacks = [SaveEveryMinutes(config.save_minutes)] if config.save_minutes else None
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=callbacks)
-    result, resume_from = run_trainer(trainer, checkpoints, resume=config.resume, print_logs=config.print_logs)
-
-    tokenizer.chat_template = read_template(spec.template)
-
-    def load_base():
-        fresh = AutoModelForCausalLM.from_pretrained(base, config=model_config, dtype="auto")
-        prepare_model(fresh, plan, tokenizer)
-        return fresh
-
-    save_trained_model(trainer, tokenizer, out, source=base, load_base=load_base if peft_config else None,
-                       save_dtype=torch.bfloat16 if bf16 else None)
-    if not trainer.is_world_process_zero():
-        return {}
-    r1_generation_config(tokenizer).save_pretrained(out)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
-               "mean_tokens": sum(lengths) / len(lengths), "first_loss": losses[0] if losses else None,
-               "final_loss": losses[-1] if losses else None, "steps": trainer.state.global_step,
-               "train_runtime_s": result.metrics.get("train_runtime"), "resumed": resume_from is not None,
-               "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-               "quantization": quantization, "processes": launch.world, "distributed": engine_of(trainer, launch),
-               "precision": precision, "weights_dtype": str(model_kwargs["dtype"]).removeprefix("torch."),
-               "padding_free": padding_free, "zero3_partitioned_at_load": zero3_load,
-               "gradient_checkpointing": checkpointing, "chat_format": plan.as_dict()}
-    _plot_loss(trainer.state.log_history, out / "loss.png")
-    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    write_manifest(out, "train", config=config, inputs={"base": base, "traces": config.traces,
-                                                        "traces_digest": file_digest(config.traces)},
-                   outputs={"model": ".", "adapter": "adapter" if peft_config else None}, metrics=metrics)
-    write_text_atomic(out / "README.md", _model_card(config, base, method, metrics))
-    return metrics
-
-
-def lora_config(model, plan: Optional[FormatPlan], *, r: int, alpha: int, dropout: float = 0.0):
-    """LoRA on every linear layer; where the chat format renamed or added tokens, the embeddings train too."""
-    from peft import LoraConfig
-
-    save = embedding_modules(model) if plan and plan.changed_ids else None
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM",
-                      modules_to_save=save, ensure_weight_tying=bool(save) and model.config.tie_word_embeddings)
-
-
-def resume_checkpoint(trainer, checkpoints: Path) -> Optional[Path]:
-    """The last complete checkpoint; the main process removes a half-written one while the others wait."""
-    if trainer.is_world_process_zero():
-        found = last_complete_checkpoint(checkpoints)
-    trainer.accelerator.wait_for_everyone()
-    if not trainer.is_world_process_zero():
-        found = last_complete_checkpoint(checkpoints, remove=False)
-    return found
-
-
-def save_trained_model(trainer, tokenizer, out: Path, *, source: str, load_base=None, save_dtype=None) -> None:
-    """The HF folder a training stage leaves: the merged model, the tokenizer, the files save_pretrained
-    drops (tokenizer.model for llama.cpp's converter), and with LoRA the adapter in adapter/.
-
-    Every process calls this: saving goes through the trainer, which gathers sharded weights (ZeRO-3 with
-    stage3_gather_16bit_weights_on_model_save, FSDP's full state dict) and writes on the main process only.
-    A LoRA adapter is merged on the main process into a fresh copy of the base (`load_base`), never into
-    sharded or 4-bit weights, and outside ZeRO-3 (`outside_zero3`): that load is the main process's alone.
-    `save_dtype`: the dtype a full model trained on fp32 master weights (one process or DDP) is saved in."""
-    if save_dtype is not None and not load_base and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
-        trainer.accelerator.unwrap_model(trainer.model).to(save_dtype)
-    if trainer.is_fsdp_enabled:
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer_saves_tokenizer = not load_base and not trainer.is_fsdp_enabled  # save_model writes it beside the model
-    if trainer.is_fsdp_enabled and not load_base:
-        _save_fsdp_full_model(trainer, out)
-    else:
-        trainer.save_model(str(out / "adapter") if load_base else str(out))
-    if trainer.is_world_process_zero():
-        if load_base:
-            from peft import PeftModel
-
-            with outside_zero3():
-                merged = PeftModel.from_pretrained(load_base(), str(out / "adapter")).merge_and_unload()
-            merged.save_pretrained(out)
-        if not trainer_saves_tokenizer:
-            tokenizer.save_pretrained(out)
-        carry_tokenizer_files(source, out)
-    trainer.accelerator.wait_for_everyone()
-
-
-def _save_fsdp_full_model(trainer, out: Path) -> None:
-    """FSDP2 trains fp32 copies of the weights (accelerate upcasts them): the saved model goes back to the
-    dtype the model was loaded in, not twice its size."""
-    state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: every worker calls it
-    if not trainer.is_world_process_zero():
-        return
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    dtype = getattr(model.config, "dtype", None)
-    if dtype is not None and not isinstance(dtype, str):
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
-
-
-@contextmanager
-def outside_zero3():
-    """from_pretrained as in one process while a ZeRO-3 run's config is alive: no zero.Init, whose per-parameter
-    collectives the other workers (waiting at a barrier) would never join, and which would leave this worker
-    holding only its shards."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    held = hf_deepspeed._hf_deepspeed_config_weak_ref
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = held
-
-
-def run_trainer(trainer, checkpoints: Path, *, resume: bool, print_logs: bool):
-    """Train, from the last complete checkpoint with `resume`; the progress bar alone without `print_logs`.
-    Returns TRL's train output and the checkpoint resumed from (or None)."""
-    if not print_logs:
-        keep_bar_only(trainer)
-    resume_from = resume_checkpoint(trainer, checkpoints) if resume else None
-    return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None), resume_from
-
-
-def r1_generation_config(tokenizer):
-    """generation_config.json with R1's recommended sampling (temperature 0.6, top-p 0.95) and the prepared ids."""
-    from transformers import GenerationConfig
-
-    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95)
-
-
-def checkpointing_arg(enabled: bool) -> dict:
-    """The training arguments' activation checkpointing under its current name (transformers 5.2x
-    renamed `gradient_checkpointing`; TRL's configs still default the old name to True)."""
-    from dataclasses import fields
-
-    from transformers import TrainingArguments
-
-    names = {f.name for f in fields(TrainingArguments)}
-    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+        kwargs.update(quantization_kwargs(run.launch, bf16=run.bf16, cuda=run.cuda))
+        quantization = f"bitsandbytes nf4 ({'cuda' if run.cuda else 'cpu'})"
+    if run.padding_free:
+        kwargs["attn_implementation"] = "flash_attention_2"
+    model = AutoModelForCausalLM.from_pretrained(run.base, config=model_config, **kwargs)
+    return model, kwargs["dtype"], quantization
 
 
 def _has(module: str) -> bool:

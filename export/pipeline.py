@@ -14,12 +14,14 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
 from r1_distill.manifest import write_manifest
+from r1_distill.options import internal, option
 from r1_distill.progress import StepProgress
 from r1_distill.registry import load_registry, read_template
 
@@ -33,18 +35,33 @@ STAGING_PREFIX = ".export-staging-"
 
 @dataclass
 class ExportConfig:
-    model: str  # HF folder, hub id, or a PEFT adapter folder
-    out: str
-    quants: list[str] = field(default_factory=lambda: ["Q4_K_M"])
-    base: str | None = None  # base model of an adapter (default: the adapter's own record of it)
-    name: str | None = None  # file name stem (default: the model folder's name)
-    chat_template: str | None = None  # written into the GGUF (forces "<think>\n"); default: the format the
-    #                                   model was trained in (its manifest), else r1-distill
-    imatrix: str | None = None
-    threads: int | None = None
-    greedy_tokens: int = 16
-    f16_tolerance: float = 1e-3
-    models_file: str | None = None
+    model: str = option(help="HF model folder, hub id, or LoRA adapter folder.")
+    out: str = option(help="Output folder for <model>-<QUANT>.gguf files and the report.")
+    gguf: bool = option(False, help="Export to GGUF (the one format so far).")
+    quants: Optional[list[str]] = option(None, flags=("--quant",), csv=True,
+                                         help="Comma-separated: F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0 (default Q4_K_M).")
+    preset: Optional[str] = option(None, help="An export preset of models.yaml instead of --quant.")
+    base: Optional[str] = option(None, help="Base model of an adapter (default: the adapter's record).")
+    name: Optional[str] = option(None, help="File name stem (default: the model folder's name).")
+    # written into the GGUF (forces "<think>\n"); default: the format the model was trained in (its manifest)
+    chat_template: Optional[str] = option(None, help="Chat template written into the GGUF: r1-distill, chatml-think "
+                                          "or a .jinja file (default: the format the model was trained in).")
+    imatrix: Optional[str] = option(None, help="Importance matrix file (needs llama-quantize on PATH).")
+    threads: Optional[int] = option(None, help="CPU threads for quantizing and verifying.")
+    greedy_tokens: int = option(16, help="Greedy tokens compared per verification prompt.")
+    f16_tolerance: float = option(1e-3, help="F16 parity: last-token logits within this x max(1, logit scale).")
+    models_file: Optional[str] = internal(None)
+
+
+def resolve_quants(config: ExportConfig, registry) -> list[str]:
+    """--quant, or a models.yaml preset's, or Q4_K_M."""
+    if config.quants and config.preset:
+        raise UserError("pass --quant or --preset, not both")
+    if config.preset:
+        if config.preset not in registry.export_presets:
+            raise UserError(f"unknown export preset {config.preset!r}: known are {', '.join(registry.export_presets)}")
+        return list(registry.export_presets[config.preset].quants)
+    return list(config.quants or ["Q4_K_M"])
 
 
 def _resolve_model(spec: str, what: str = "model") -> Path:
@@ -178,8 +195,8 @@ def clean_stale_staging(out: Path) -> None:
 
 
 def export_gguf(config: ExportConfig) -> dict:
-    quants = parse_quants(config.quants)
     registry = load_registry(config.models_file)
+    quants = parse_quants(resolve_quants(config, registry))
     source = _resolve_model(config.model)
     template = read_template(config.chat_template or trained_format(source) or "r1-distill")
     adapter = _is_adapter(source)

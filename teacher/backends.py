@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 from r1_distill.errors import UserError, require
 from r1_distill.traces import TraceRecord
 
-from .prompts import Prompt
+from r1_distill.prompts import Prompt
 
 Job = tuple[Prompt, int]  # (prompt, sample index)
 Write = Callable[[TraceRecord], None]

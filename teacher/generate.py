@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,44 +23,47 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from r1_distill.errors import UserError
 from r1_distill.files import repair_jsonl_tail
 from r1_distill.manifest import write_manifest
+from r1_distill.options import internal, option
 from r1_distill.registry import load_registry
 from r1_distill.traces import TRACE_SHARD_GLOB, TraceRecord, append_traces, iter_traces
 
 from . import backends, resume
-from .prompts import CODE_PROMPT_SUFFIX, load_prompts
+from r1_distill.prompts import CODE_PROMPT_SUFFIX, load_prompts
 
 BACKENDS = ("openai", "vllm", "transformers", "llamacpp")
 
 
 @dataclass
 class GenerateConfig:
-    teacher: str  # models.yaml teacher name, endpoint URL, hub id / HF folder, or .gguf file
-    prompts: str  # JSONL, Parquet or hub dataset id
-    out: str
-    samples: Optional[int] = None  # default: models.yaml (4)
-    backend: Optional[str] = None  # default: from the teacher
-    model: Optional[str] = None  # served model name (openai)
-    endpoints: list[str] = field(default_factory=list)  # more endpoints for scale-out (openai)
-    api_key_env: Optional[str] = None
-    concurrency: int = 64
-    max_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    seed: Optional[int] = None
-    problem_field: str = "problem"
-    answer_field: str = "answer"
-    id_field: str = "id"
-    split: str = "train"
-    limit: Optional[int] = None
-    batch_size: int = 8  # transformers
-    ctx: int = 4096  # llamacpp context per sequence
-    # None: the teacher's models.yaml entry, else 1
-    tensor_parallel_size: Optional[int] = None  # vllm: GPUs per engine
-    data_parallel_size: Optional[int] = None  # engine processes, each on its own GPU group, prompts sharded over them
-    shard: Optional[tuple[int, int]] = None  # (rank, size): set in the engine processes
-    max_model_len: Optional[int] = None  # vllm
-    models_file: Optional[str] = None
-    show_progress: bool = True
+    teacher: str = option(help="models.yaml teacher, endpoint URL, hub id / HF folder, or .gguf.")
+    prompts: str = option(help="JSONL, Parquet or a datasets hub id.")
+    out: str = option(help="Folder for traces-*.jsonl shards (resumable).")
+    samples: Optional[int] = option(None, help="Samples per prompt (default: models.yaml).")
+    backend: Optional[str] = option(None, help="openai | vllm | transformers | llamacpp (default: from the teacher).")
+    model: Optional[str] = option(None, help="Served model name (openai backend).")
+    endpoints: list[str] = option(default_factory=list, csv=True,
+                                  help="More comma-separated endpoint URLs (scale-out).")
+    api_key_env: Optional[str] = option(None, help="Environment variable with the API key.")
+    concurrency: int = option(64, help="Requests in flight (openai) / sequences (llamacpp).")
+    max_tokens: Optional[int] = option(None, help="New tokens per sample (default: models.yaml).")
+    temperature: Optional[float] = option(None, help="Default: models.yaml (R1: 0.6).")
+    top_p: Optional[float] = option(None, help="Default: models.yaml (R1: 0.95).")
+    seed: Optional[int] = option(None, help="Sampling seed.")
+    problem_field: str = option("problem", help="The prompts' problem column.")
+    answer_field: str = option("answer", help="The prompts' reference answer column (kept with the traces).")
+    id_field: str = option("id", help="The prompts' id column.")
+    split: str = option("train", help="Split of a hub dataset.")
+    limit: Optional[int] = option(None, help="Only the first N prompts.")
+    batch_size: int = option(8, help="Sequences per generate call (transformers).")
+    ctx: int = option(4096, help="Context per sequence (llamacpp).")
+    tensor_parallel_size: Optional[int] = option(
+        None, help="GPUs per vLLM engine (default: the teacher's models.yaml entry, else 1).")
+    data_parallel_size: Optional[int] = option(
+        None, help="Engine processes (vllm, transformers), prompts sharded (default: the teacher's models.yaml entry, else 1).")
+    shard: Optional[tuple[int, int]] = internal(None)  # (rank, size): set in the engine processes
+    max_model_len: Optional[int] = option(None, help="vLLM's context (default: the teacher's models.yaml entry).")
+    models_file: Optional[str] = internal(None)
+    show_progress: bool = internal(True)
 
 
 @dataclass

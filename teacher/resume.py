@@ -8,11 +8,9 @@ ones that wrote them: a folder of traces from yesterday's checkpoint must not pa
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-from r1_distill.errors import UserError
-from r1_distill.files import write_json_atomic
+from r1_distill.run_folder import claim_folder
 
 RUN_FILE = "sampling_run.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt")
@@ -40,17 +38,8 @@ def weights_fingerprint(path: str | Path) -> str | None:
 
 def claim(out: Path, identity: dict) -> None:
     """Record `identity` in `out`, or refuse when `out` already holds traces of a different run."""
-    path = out / RUN_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
-        if changed:
-            detail = "; ".join(f"{k}: {before.get(k)!r} then, {identity.get(k)!r} now" for k in changed)
-            raise UserError(f"{out} holds traces sampled with other settings ({detail}). Resuming would mix "
-                            f"two runs: pass another --out, or delete {out} to start over")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, identity)
+    claim_folder(out, identity, run_file=RUN_FILE, holds="traces sampled with other settings",
+                 mixing="Resuming would mix two runs")
 
 
 def identity_of(teacher_name: str, model: str | None, backend: str, sampling) -> dict:

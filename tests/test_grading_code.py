@@ -157,7 +157,7 @@ def test_code_as_a_grpo_reward():
 def test_code_prompts_load_with_their_tests_and_do_not_mix_with_math(tmp_path):
     from r1_distill.errors import UserError
     from r1_distill.teacher.generate import GenerateConfig, generate
-    from r1_distill.teacher.prompts import CODE_PROMPT_SUFFIX, load_prompts
+    from r1_distill.prompts import CODE_PROMPT_SUFFIX, load_prompts
 
     code_file = Path(__file__).parent / "data" / "code_problems.jsonl"
     prompts = load_prompts(str(code_file))

@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from rich.console import Console
 
 from r1_distill.errors import UserError
 from r1_distill.files import write_json_atomic, write_text_atomic
+from r1_distill.options import option
 from r1_distill.server_process import ServerProcess
 from r1_distill.traces import TraceRecord, read_traces, write_traces
 
@@ -65,6 +66,19 @@ class DemoConfig:
                    teacher=DemoModelSpec(hidden_size=128, num_hidden_layers=2),
                    student=DemoModelSpec(hidden_size=64, num_hidden_layers=2, seed=1))
 
+
+
+@dataclass
+class DemoOptions:
+    """`r1-distill demo`'s options."""
+
+    out: Optional[str] = option(None, help="Run folder (default: runs/demo, runs/demo-fast with --fast).")
+    fast: bool = option(False, help="The same stages, smaller (a few minutes; what the test suite runs).")
+    seed: int = option(0, help="Random seed of the data, the models and the sampling.")
+
+    def demo_config(self) -> DemoConfig:
+        config = DemoConfig.fast(seed=self.seed) if self.fast else DemoConfig(seed=self.seed)
+        return replace(config, out=self.out) if self.out is not None else config
 
 STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teacher-grpo", "export-teacher",
           "sample", "filter", "student-distill", "student-control", "student-onpolicy", "student-sft-onpolicy",
