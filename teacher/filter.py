@@ -313,6 +313,9 @@ def filter_traces(config: FilterConfig) -> dict:
     try:
         spill = SortedSpill(work, **({"buffer_bytes": config.spill_bytes} if config.spill_bytes else {}))
         per_source = _spill_sources(config, sources, spill, refs)
+        # named as given; a source given twice is told apart by its place
+        by_name = {(s.spec if [t.spec for t in sources].count(s.spec) == 1 else f"{s.spec} (#{i + 1})"): counts
+                   for i, (s, counts) in enumerate(zip(sources, per_source))}
         if not spill.count:
             raise UserError(f"no trace records in {', '.join(config.traces)}")
         kept_out, dropped_out = _Lines(out / "kept.jsonl"), _Lines(out / "dropped.jsonl")
@@ -333,11 +336,11 @@ def filter_traces(config: FilterConfig) -> dict:
             "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(tally.input / elapsed, 1),
             "grading": {"workers": config.workers or available_cpus(), "seconds": round(tally.grading_s, 3),
                         "cpu_seconds": round(tally.grading_cpu_s, 3), "timed_out": tally.timed_out},
-            "sources": per_source,
+            "sources": by_name,
         }
         write_json_atomic(out / "report.json", report)
         card = dataset_card(name=out.name, report=report, sources=dict(tally.teachers), checks=sorted(tally.kept_checks),
-                            decontaminated_against=config.decontaminate, inputs=per_source)
+                            decontaminated_against=config.decontaminate, inputs=by_name)
         dataset.finish(card)
         _plots(out, tally.kept_len, tally.drop_len, pass_rates)
         write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
@@ -355,17 +358,15 @@ def filter_traces(config: FilterConfig) -> dict:
             shutil.rmtree(out, ignore_errors=True)
 
 
-def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict[str, str]) -> dict[str, dict]:
-    """Read every source a record at a time into the spill, keyed by (problem, sample, source); returns the
-    per-source counts (filled in further by the grading pass)."""
+def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict[str, str]) -> list[dict]:
+    """Read every source a record at a time into the spill, keyed by (problem, sample, source number); returns
+    each source's counts, in order (kept and dropped filled in by the grading pass)."""
     reader = DatasetReader(config.trace_format)  # one for all sources: a problem's samples numbered on across them
-    per_source: dict[str, dict] = {}
-    names = []
+    per_source: list[dict] = []
     sandbox_checked = False
     for number, source in enumerate(sources):
-        name = source.spec if source.spec not in per_source else f"{source.spec} (#{number + 1})"
-        names.append(name)
-        counts = per_source[name] = {"input": 0, "kept": 0, "dropped": 0}
+        counts = {"input": 0, "kept": 0, "dropped": 0}
+        per_source.append(counts)
         if source.cap is not None:
             counts["cap"] = source.cap
         if source.weight is not None:
@@ -378,7 +379,6 @@ def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict
                 sandbox_checked = True
             counts["input"] += 1
             spill.add((record.problem_id, record.sample_index, number), record.model_dump_json())
-    spill.names = names  # type: ignore[attr-defined]
     return per_source
 
 
@@ -401,7 +401,7 @@ def _batches(spill: SortedSpill) -> Iterator[list[list[tuple[int, TraceRecord]]]
 
 
 def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontaminator], tally: _Tally,
-            per_source: dict[str, dict], kept_out: _Lines, dropped_out: _Lines, dataset: SFTDatasetWriter) -> None:
+            per_source: list[dict], kept_out: _Lines, dropped_out: _Lines, dataset: SFTDatasetWriter) -> None:
     seen_prompts: dict[bytes, str] = {}  # a hash of each problem's text -> the first problem id with it
 
     def prechecks(batch) -> list[TraceRecord]:
@@ -438,7 +438,7 @@ def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontamin
                 r.checks.update(next(verdicts))
             _per_problem(config, group, tally)
             for number, r in group:
-                counts = per_source[spill.names[number]]
+                counts = per_source[number]
                 tally.input += 1
                 tally.teachers[r.teacher] += 1
                 length = r.completion_tokens or len(r.completion.split())
