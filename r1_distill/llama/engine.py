@@ -97,6 +97,14 @@ class _Slot:
         self.cached: list[int] = []  # the tokens this slot's KV cache holds, in order
         self.last_used = 0.0
         self.samplers: LlamaSamplers | None = None
+        # the running request's state, set by start()
+        self.reused = self.n_past = self.generated = self.reasoning_tokens = self.waits_left = 0
+        self.pending: list[int] = []  # tokens to feed before the next sample
+        self.stream: TextStream | None = None
+        self.budget_spent = False
+        self.started = self.admitted = 0.0
+        self.first_token_at: float | None = None
+        self.rng: np.random.Generator | None = None
 
     def start(self, request: GenerationRequest, emit, cancelled: threading.Event, engine: "BatchEngine") -> None:
         self.request, self.emit, self.cancelled = request, emit, cancelled
@@ -327,6 +335,12 @@ class BatchEngine:
         slot.request = slot.emit = None
         slot.last_used = time.perf_counter()
 
+    def _abort(self, slot: _Slot, message: str) -> None:
+        """End the slot's request with an error; its cache may be half written, so it is cleared."""
+        emit = slot.emit
+        self._release(slot, clear_cache=True)
+        self._fail_request(emit, message)
+
     def _finish(self, slot: _Slot, reason: str) -> None:
         self._send_text(slot, slot.stream.finish())
         r = slot.request
@@ -388,9 +402,7 @@ class BatchEngine:
             except Exception as exc:  # never leave clients hanging
                 for slot in active:
                     if slot.busy:
-                        emit = slot.emit
-                        self._release(slot, clear_cache=True)
-                        self._fail_request(emit, str(exc))
+                        self._abort(slot, str(exc))
 
     def _step(self, active: list[_Slot]) -> None:
         L, batch = self.L, self.batch
@@ -433,9 +445,7 @@ class BatchEngine:
                     self._sample(slot, sample_at[slot.seq_id])
                 except Exception as exc:  # this request only
                     if slot.busy:
-                        emit = slot.emit
-                        self._release(slot, clear_cache=True)
-                        self._fail_request(emit, f"sampling failed: {exc}")
+                        self._abort(slot, f"sampling failed: {exc}")
 
     def _choose(self, slot: _Slot, logits: np.ndarray, grammar_on: bool) -> int | None:
         r, samplers = slot.request, slot.samplers
