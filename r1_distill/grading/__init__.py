@@ -5,6 +5,8 @@
 
 * :mod:`.answers`: correctness of a final answer (math-verify, plus what it lacks), cons@K grouping;
 * :mod:`.checks`: format, language, readability, repetition, length, arithmetic steps;
+* :mod:`.choice`: a multiple-choice letter (GPQA), read as lighteval reads it;
+* :mod:`.livecodebench`: LiveCodeBench's rows as tests for :mod:`.code`;
 * :mod:`.code`: a code problem's tests run on the completion's final code block, in
   :mod:`.sandbox` (bubblewrap) or a remote sandbox of :mod:`.remote` (Piston, E2B);
 * :mod:`.registry`: each check's verdict and reward function, by name;

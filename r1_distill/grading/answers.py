@@ -192,13 +192,17 @@ def _short(text: str, limit: int = 80) -> str:
 def check_correctness(t: TraceParts, sandbox: str = "local") -> Verdict:
     """The final answer after </think> against the reference: math through math-verify, code problems
     (a reference holding tests, see grading.code) by running the tests in the sandbox `sandbox` names
-    ("local", "piston:URL" or "e2b"; math ignores it)."""
+    ("local", "piston:URL" or "e2b"; math ignores it), multiple choice by its letter (grading.choice)."""
     from .code import check_code, is_code_reference
 
     if t.reference is None or str(t.reference).strip() == "":
         return False, "no reference answer (pass --reference FILE)"
     if is_code_reference(str(t.reference)):
         return check_code(t, sandbox=sandbox)
+    from .choice import check_choice, is_choice_reference
+
+    if is_choice_reference(str(t.reference)):
+        return check_choice(t)
     if not t.answer.strip():
         return False, "empty answer after </think>" if t.thinking_closed else "no answer: the thinking never closed"
     try:

@@ -8,7 +8,10 @@ each test is one of
   program's stdout must equal `output`, up to trailing whitespace on each line and at the end;
 * ``{"assert": "assert add(2, 3) == 5"}``: code run after the solution (MBPP's test list);
 * ``{"check": "def check(candidate): ...", "entry_point": "add"}``: HumanEval's form, run as
-  ``check(add)`` after the solution.
+  ``check(add)`` after the solution;
+* ``{"input", "output", "call": "name"}`` or ``{"input", "output", "compare": "livecodebench"}``: a
+  LiveCodeBench functional or stdin test, run and compared as LiveCodeBench does
+  (:mod:`r1_distill.grading.livecodebench`).
 
 A prompt file gives them in a `tests` field (:func:`code_reference` turns them into the reference).
 Each test runs in its own sandbox (:mod:`r1_distill.grading.sandbox`), or, with the check's
@@ -88,7 +91,26 @@ def _same_output(got: str, expected: str) -> bool:
     return norm(got) == norm(expected)
 
 
+def _run_livecodebench(program: str, test: dict, limits: Limits, run: Runner) -> Verdict:
+    """A LiveCodeBench test (grading.livecodebench): a functional call or a stdin case, compared as it does."""
+    from . import livecodebench as lcb
+
+    if test.get("call"):
+        result = run(lcb.call_harness(program, str(test["call"])), str(test["input"]), limits)
+        if result.reason:
+            return False, result.reason
+        return lcb.call_result(result.stdout, str(test["output"]))
+    result = run(lcb.stdin_program(program), str(test["input"]), limits)
+    if result.reason:
+        return False, result.reason
+    if not lcb.same_output(result.stdout, str(test["output"])):
+        return False, f"wrong output: expected {str(test['output'])[:60]!r}, got {result.stdout[:60]!r}"
+    return True, f"output matches ({result.seconds:.2f} s)"
+
+
 def run_test(program: str, test: dict, limits: Limits, run: Runner = run_python) -> Verdict:
+    if test.get("call") or test.get("compare") == "livecodebench":
+        return _run_livecodebench(program, test, limits, run)
     if "input" in test:
         result = run(program, str(test["input"]), limits)
         if result.reason:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import answers, checks, code
+from . import answers, checks, choice, code
 from .parts import TraceParts, Verdict, completion_text
 from .pool import Failure, GradingPool, Job, Step, shared_pool
 
@@ -46,6 +46,7 @@ CHECKS: dict[str, Check] = {c.name: c for c in [
     Check("format", checks.check_format, timeout_s=5),
     Check("correctness", answers.check_correctness, timeout_s=10),
     Check("code", code.check_code, timeout_s=60),
+    Check("choice", choice.check_choice, timeout_s=5),
     Check("arithmetic", checks.check_arithmetic, timeout_s=5),
     Check("language", checks.check_language, timeout_s=5),
     Check("readability", checks.check_readability, timeout_s=5),
