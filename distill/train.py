@@ -32,7 +32,7 @@ from r1_distill.files import write_json_atomic
 from r1_distill.manifest import file_digest
 from r1_distill.options import TRACE_FORMAT_HELP, internal, option
 from r1_distill.registry import Recipe, Registry, load_registry, read_template
-from r1_distill.traces import read_traces
+from r1_distill.traces import iter_traces
 
 
 @dataclass
@@ -162,16 +162,34 @@ def _tokenize_row(row: dict, tokenizer) -> dict:
             "trained": any(mask)}
 
 
-def tokenized_dataset(records, tokenizer, max_length: int, *, num_proc: Optional[int] = None):
-    """The rows TRL's SFTTrainer trains on as they are (input_ids; labels -100 outside the trained span), so
-    TRL tokenizes nothing again; rows over max_length are dropped and counted. Tokenized on `num_proc` cores
-    (default: all of them for large sets). Returns (dataset or None, dropped, lengths)."""
+def _kept_rows(path: str, format: Optional[str]):
+    for record in iter_traces(path, format=format):
+        if record.kept is not False:
+            yield {"messages": to_messages(record), "unverified": record.kept is None}
+
+
+def kept_messages(path: str, format: Optional[str], cache_dir: Path):
+    """The kept traces of `path` as conversational rows in an Arrow file under `cache_dir`, written as they are
+    read and memory-mapped after: a million traces never sit in this process's memory. None when none is kept."""
     from datasets import Dataset
 
-    messages = Dataset.from_list([{"messages": to_messages(r)} for r in records])
-    if num_proc is None and len(records) >= PARALLEL_TOKENIZE_FROM:
+    if next(_kept_rows(path, format), None) is None:
+        return None
+    with dataset_bars(False):
+        rows = Dataset.from_generator(_kept_rows, gen_kwargs={"path": str(path), "format": format},
+                                      cache_dir=str(cache_dir), keep_in_memory=False)
+    return rows
+
+
+def tokenized_dataset(messages, tokenizer, max_length: int, *, num_proc: Optional[int] = None):
+    """The rows TRL's SFTTrainer trains on as they are (input_ids; labels -100 outside the trained span), so
+    TRL tokenizes nothing again; rows over max_length are dropped and counted. `messages`: a dataset of
+    conversational rows (kept_messages). Tokenized on `num_proc` cores (default: all of them for large sets).
+    Returns (dataset or None, dropped, lengths)."""
+    if num_proc is None and len(messages) >= PARALLEL_TOKENIZE_FROM:
         num_proc = min(len(os.sched_getaffinity(0)), 32)
-    encoded = messages.map(_tokenize_row, fn_kwargs={"tokenizer": tokenizer}, remove_columns=["messages"],
+    encoded = messages.map(_tokenize_row, fn_kwargs={"tokenizer": tokenizer},
+                           remove_columns=messages.column_names,
                            num_proc=num_proc if num_proc and num_proc > 1 else None, desc="tokenizing traces")
     if not all(encoded["trained"]):
         raise UserError(NO_TRAINED_SPAN)
@@ -210,10 +228,12 @@ def _dataset_key(config: "TrainConfig", base: str, tokenizer, max_length: int) -
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def training_dataset(config: "TrainConfig", records, tokenizer, base: str, max_length: int, out: Path, args):
-    """`tokenized_dataset`, made once: the main process tokenizes and keeps it in OUT/checkpoints/tokenized while the others
-    wait (under the training arguments' collective timeout), then they read it; a rerun or a resume reads it too.
-    A worker that cannot see the main process's folder (no shared disk between nodes) tokenizes its own."""
+def training_dataset(config: "TrainConfig", tokenizer, base: str, max_length: int, out: Path, args, launch: Launch):
+    """The kept traces, tokenized once: the main process streams them into a memory-mapped Arrow file, tokenizes
+    it and keeps the result in OUT/checkpoints/tokenized while the others wait (under the training arguments'
+    collective timeout), then they read it; a rerun or a resume reads it too. A worker that cannot see the main
+    process's folder (no shared disk between nodes) makes its own. Returns (dataset or None, the source's
+    counts: traces kept, unverified, too long, and the lengths)."""
     from datasets import load_from_disk
 
     folder, key = out / "checkpoints" / "tokenized", _dataset_key(config, base, tokenizer, max_length)
@@ -226,21 +246,52 @@ def training_dataset(config: "TrainConfig", records, tokenizer, base: str, max_l
             return None
         if found.get("key") != key:
             return None
-        return load_from_disk(str(folder / "rows")) if found["rows"] else None, found["too_long"], found["lengths"]
+        return (load_from_disk(str(folder / "rows")) if found["rows"] else None), found["counts"]
 
-    with args.main_process_first(local=False, desc="tokenizing traces"), dataset_bars(len(records) >= PARALLEL_TOKENIZE_FROM):
-        if (found := saved()) is not None:
-            return found
-        dataset, too_long, lengths = tokenized_dataset(records, tokenizer, max_length, num_proc=args.dataset_num_proc)
-        if args.process_index == 0:
-            import shutil
+    with args.main_process_first(local=False, desc="tokenizing traces"):
+        if (found := saved()) is None:
+            found = _tokenize_once(config, tokenizer, max_length, args, folder, key)
+    dataset, counts = found
+    _report_source(config, counts, launch)
+    return dataset, counts
 
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            if dataset is not None:
-                dataset.save_to_disk(str(folder / "rows"))
-            write_json_atomic(stamp, {"key": key, "rows": dataset is not None, "too_long": too_long, "lengths": lengths})
-        return dataset, too_long, lengths
+
+def _tokenize_once(config: "TrainConfig", tokenizer, max_length: int, args, folder: Path, key: str):
+    import shutil
+
+    from datasets import load_from_disk
+
+    staging = folder.with_name(f"tokenized.{args.process_index}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    messages = kept_messages(config.traces, config.trace_format, staging / "cache")
+    if messages is None:
+        counts = {"traces": 0, "unverified": 0, "too_long": 0, "lengths": []}
+        dataset = None
+    else:
+        with dataset_bars(len(messages) >= PARALLEL_TOKENIZE_FROM):
+            dataset, too_long, lengths = tokenized_dataset(messages, tokenizer, max_length, num_proc=args.dataset_num_proc)
+        counts = {"traces": len(messages), "unverified": sum(messages["unverified"]), "too_long": too_long,
+                  "lengths": lengths}
+    if dataset is not None:
+        dataset.save_to_disk(str(staging / "rows"))
+    if args.process_index == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        write_json_atomic(folder / "source.json", {"key": key, "rows": dataset is not None, "counts": counts})
+        shutil.rmtree(folder / "cache", ignore_errors=True)  # the messages: the tokenized rows are what trains
+        dataset = load_from_disk(str(folder / "rows")) if dataset is not None else None
+    return dataset, counts
+
+
+def _report_source(config: "TrainConfig", counts: dict, launch: Launch) -> None:
+    if not counts["traces"]:
+        raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
+    if counts["unverified"] and launch.main:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning: {counts['unverified']} of {counts['traces']} traces in "
+                                   f"{config.traces} were never filtered (no verdicts): unverified traces teach wrong "
+                                   "reasoning too; run `r1-distill filter` and train on its kept.jsonl[/yellow]")
 
 
 def quantization_kwargs(launch: Launch, *, bf16: bool, cuda: bool) -> dict:
@@ -296,13 +347,12 @@ def train(config: TrainConfig) -> dict:
     from trl import SFTTrainer
 
     run = _resolve_run(config)
-    records = _kept_records(config, run.launch)
     tokenizer, model_config, spec, plan = prepared_tokenizer(run.base, run.student, run.registry)
     tokenizer.chat_template = read_template(spec.train_template)
     sft = _sft_arguments(run, tokenizer)  # before the model: see _sft_arguments
-    dataset, too_long, lengths = training_dataset(config, records, tokenizer, run.base, run.max_length, run.out, sft)
+    dataset, counts = training_dataset(config, tokenizer, run.base, run.max_length, run.out, sft, run.launch)
     if dataset is None:
-        raise UserError(f"all {too_long} traces are longer than --max-length {run.max_length} tokens and were dropped: "
+        raise UserError(f"all {counts['too_long']} traces are longer than --max-length {run.max_length} tokens and were dropped: "
                         "raise --max-length (and the long-context settings) or filter with --max-tokens")
     sft.logging_steps = run.batch.logging_steps(len(dataset), sft.num_train_epochs, config.logging_steps)
     model, dtype, quantization = _load_student_model(run, model_config)
@@ -331,8 +381,8 @@ def train(config: TrainConfig) -> dict:
     if not trainer.is_world_process_zero():
         return {}
     r1_generation_config(tokenizer).save_pretrained(run.out)
-    metrics = {"traces": len(records), "trained_on": len(dataset), "dropped_too_long": too_long,
-               "mean_tokens": sum(lengths) / len(lengths), **run_metrics(trainer, result, resume_from, run.launch),
+    metrics = {"traces": counts["traces"], "trained_on": len(dataset), "dropped_too_long": counts["too_long"],
+               "mean_tokens": sum(counts["lengths"]) / len(counts["lengths"]), **run_metrics(trainer, result, resume_from, run.launch),
                "quantization": quantization, "precision": run.precision,
                "weights_dtype": str(dtype).removeprefix("torch."), "padding_free": run.padding_free,
                "zero3_partitioned_at_load": zero3_load, "gradient_checkpointing": run.checkpointing,
@@ -365,20 +415,6 @@ def _resolve_run(config: TrainConfig) -> SFTRun:
                   padding_free=cuda and _has("flash_attn"),
                   batch=BatchPlan.of(effective=config.effective_batch or recipe.effective_batch,
                                      per_device=config.per_device_batch or recipe.per_device_batch, world=launch.world))
-
-
-def _kept_records(config: TrainConfig, launch: Launch) -> list:
-    records = [r for r in read_traces(config.traces, format=config.trace_format) if r.kept is not False]
-    if not records:
-        raise UserError(f"no kept traces in {config.traces}: run r1-distill filter first")
-    unfiltered = sum(r.kept is None for r in records)
-    if unfiltered and launch.main:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[yellow]warning: {unfiltered} of {len(records)} traces in {config.traces} were "
-                                   "never filtered (no verdicts): unverified traces teach wrong reasoning too; run "
-                                   "`r1-distill filter` and train on its kept.jsonl[/yellow]")
-    return records
 
 
 def _sft_arguments(run: SFTRun, tokenizer):
