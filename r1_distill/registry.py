@@ -142,6 +142,35 @@ class ExportPreset(Strict):
     quants: list[str] = Field(min_length=1)
 
 
+class PublishedFigures(Strict):
+    """Figures a paper or a harness published for the released students on a benchmark, in percent."""
+
+    source: str  # where they come from (paper and table, or the harness and its version)
+    figures: dict[str, dict[str, float]]  # student name -> metric (pass@1, cons@64) -> percent
+
+
+class BenchWindow(Strict):
+    since: Optional[str] = None  # YYYY-MM-DD, inclusive (LiveCodeBench's contest_date)
+    until: Optional[str] = None
+
+
+class Benchmark(Strict):
+    """A named benchmark of `r1-distill eval --bench NAME`: where its rows are, how they become prompts,
+    how the answers are graded, and the released students' published figures on it."""
+
+    description: str = ""
+    dataset: str  # a hub dataset id, or a JSONL/Parquet file (relative to this registry's folder)
+    subset: Optional[str] = None  # the hub dataset's configuration
+    split: str = "test"
+    format: Literal["math", "multiple-choice", "livecodebench"]
+    fields: dict[Literal["id", "problem", "answer"], str] = {}  # math: the columns, when not id/problem/answer
+    prompt: str  # a prompt of r1_distill.benchmarks.PROMPTS, or a template with {problem}
+    samples: int = Field(gt=0)
+    shuffle_seed: int = 0  # multiple choice: the choices' order is drawn from (seed, problem id)
+    window: Optional[BenchWindow] = None
+    published: list[PublishedFigures] = []
+
+
 class Registry(Strict):
     version: Literal[1]
     defaults: Defaults
@@ -150,6 +179,7 @@ class Registry(Strict):
     export_presets: dict[str, ExportPreset]
     chat_formats: dict[str, ChatFormat]
     token_maps: dict[str, TokenMap] = {}
+    benchmarks: dict[str, Benchmark] = {}
     source: Optional[str] = None  # the file it was read from (set by the loader)
 
     @model_validator(mode="after")
@@ -162,7 +192,19 @@ class Registry(Strict):
                 if tmap.architecture != student.architecture:
                     raise ValueError(f"student {name}: token_map {student.token_map!r} is for "
                                      f"{tmap.architecture} bases, the student is {student.architecture}")
+        for name, bench in self.benchmarks.items():
+            for published in bench.published:
+                unknown = [s for s in published.figures if s not in self.students]
+                if unknown:
+                    raise ValueError(f"benchmark {name}: published figures for unknown students {unknown}")
         return self
+
+    def benchmark(self, name: str) -> Benchmark:
+        try:
+            return self.benchmarks[name]
+        except KeyError:
+            raise UserError(f"unknown benchmark {name!r} in {self.source}: known are {', '.join(self.benchmarks)}; "
+                            "or pass a JSONL/Parquet file or a hub dataset id") from None
 
     def chat_format(self, name: str) -> ChatFormat:
         try:
