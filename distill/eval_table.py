@@ -31,9 +31,14 @@ def evaluate_named(config) -> Optional[dict]:
     runs = named_benches(config.bench, registry)
     if runs is None:
         return None
+    from r1_distill.grading.code import require_sandbox_for
+    from r1_distill.grading.remote import parse_spec
+
+    parse_spec(config.sandbox)
     out = Path(config.out)
-    prepared = [(run, write_prepared(prepare(run, since=config.since, until=config.until), out / run.name / "prompts"))
-                for run in runs]  # every bench is read and checked before any sampling
+    records = [prepare(run, since=config.since, until=config.until) for run in runs]
+    require_sandbox_for((r["answer"] for rs in records for r in rs), config.sandbox)  # all before any sampling
+    prepared = [(run, write_prepared(rs, out / run.name / "prompts")) for run, rs in zip(runs, records)]
     models_file = bench_sampling_registry(config.models_file, out)
     student = compare_student(config.model, registry, config.compare_with)
     rows = []
