@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_bf16_full_fine_tune_keeps_fp32_masters_and_saves_bf16(small_vocab_model, task_traces, tmp_path):
     from safetensors.torch import load_file
 
-    from conftest import first_kept
+    from support import first_kept
 
     out = tmp_path / "bf16"
     metrics = train(TrainConfig(student=str(small_vocab_model), traces=str(first_kept(task_traces, 10, tmp_path)),

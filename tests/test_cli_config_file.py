@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import first_kept
+from support import first_kept
 
 STAGES = ["export", "serve", "generate", "filter", "chat", "train", "grpo", "eval", "demo"]
 

@@ -65,7 +65,7 @@ def _chat_answers_with_thinking_apart(command):
     import httpx
     from gradio_client import Client
 
-    from conftest import free_port
+    from support import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "r1_distill", *command[1:], "--no-browser", "--port", str(port)],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JsonHandler, stand_in_server
+from support import JsonHandler, stand_in_server
 from r1_distill.grading.sandbox import bwrap_path
 
 DATA = Path(__file__).parent / "data"

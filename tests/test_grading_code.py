@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JsonHandler, stand_in_server
+from support import JsonHandler, stand_in_server
 from r1_distill.grading import TraceParts, grade, reward_function
 from r1_distill.grading.code import code_reference, wall_limit
 from r1_distill.grading.pool import GradingPool

@@ -9,7 +9,7 @@ import json
 import pytest
 from openai import OpenAI
 
-from conftest import RunningServer
+from support import RunningServer
 from r1_distill.distill.train import TrainConfig, train
 from r1_distill.export.pipeline import ExportConfig, export_gguf
 from r1_distill.traces import TraceRecord, write_traces

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import JsonHandler, first_kept, stand_in_server
+from support import JsonHandler, first_kept, stand_in_server
 from r1_distill.distill.train import TrainConfig, train
 from r1_distill.errors import UserError
 from r1_distill.traces import write_traces

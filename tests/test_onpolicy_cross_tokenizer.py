@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import first_kept
+from support import first_kept
 from r1_distill.distill.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import JsonHandler, first_kept, stand_in_server
+from support import JsonHandler, first_kept, stand_in_server
 
 
 def test_url_teacher_refuses_another_temperature_in_one_line_before_anything_loads(tmp_path):

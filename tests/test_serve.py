@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from conftest import RunningServer
+from support import RunningServer
 
 pytestmark = pytest.mark.slow
 

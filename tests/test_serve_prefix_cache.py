@@ -5,7 +5,7 @@ A long prompt pushed out of its slot is kept in RAM and restored when it is aske
 import httpx
 import pytest
 
-from conftest import RunningServer
+from support import RunningServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer
+from support import RunningServer
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RunningServer, free_port
+from support import RunningServer, free_port
 from r1_distill.teacher.filter import FilterConfig, filter_traces
 from r1_distill.grading import reward_function
 from r1_distill.grading.checks import repetition_ratio

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ChatApp, RunningServer, free_port
+from support import ChatApp, RunningServer, free_port
 from r1_distill.ui.chat import history_for_model, note, wrap_bare_boxed
 
 pytestmark = pytest.mark.slow

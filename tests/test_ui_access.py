@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from conftest import ChatApp
+from support import ChatApp
 from r1_distill.cli import main
 from r1_distill.errors import UserError
 from r1_distill.ui.access import parse_auth

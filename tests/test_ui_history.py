@@ -5,7 +5,7 @@ list, renamed and deleted (real Chromium; screenshots in test-artifacts/)."""
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ChatApp, bare, until
+from support import ChatApp, bare, until
 from r1_distill.errors import UserError
 from r1_distill.ui import history
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ChatApp, bare, until
+from support import ChatApp, bare, until
 from r1_distill.ui import history
 
 pytestmark = pytest.mark.slow

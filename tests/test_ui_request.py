@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import ChatApp, RecordingEndpoint
+from support import ChatApp, RecordingEndpoint
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REPO, ChatApp, until
+from support import REPO, ChatApp, until
 
 # what the app says when this machine lacks what a window needs (libraries, a webview backend)
 CANNOT_HERE = r"no webview backend could start|platform plugin|shared object|cannot open display"
