@@ -36,7 +36,8 @@ def evaluate_named(config) -> Optional[dict]:
 
     parse_spec(config.sandbox)
     out = Path(config.out)
-    records = [prepare(run, since=config.since, until=config.until) for run in runs]
+    records = [prepare(run, since=config.since, until=config.until, tests_dir=out / run.name / "prompts" / "tests")
+               for run in runs]
     require_sandbox_for((r["answer"] for rs in records for r in rs), config.sandbox)  # all before any sampling
     prepared = [(run, write_prepared(rs, out / run.name / "prompts")) for run, rs in zip(runs, records)]
     models_file = bench_sampling_registry(config.models_file, out)

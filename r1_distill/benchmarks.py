@@ -134,11 +134,11 @@ def _choice_row(bench: Benchmark, row: dict, number: int) -> dict:
     return {"id": pid, "problem": problem, "answer": choice_reference(letter), "order": choices, "right": letter}
 
 
-def _lcb_row(bench: Benchmark, row: dict, number: int) -> dict:
+def _lcb_row(bench: Benchmark, row: dict, number: int, tests_dir: Optional[Path] = None) -> dict:
     from .grading.livecodebench import row_reference
 
     try:
-        reference = row_reference(row)
+        reference = row_reference(row, store=tests_dir)
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"LiveCodeBench row {number} ({row.get('question_id')}): {exc}") from None
     prompt = LCB_HEAD.format(problem=row["question_content"])
@@ -153,8 +153,10 @@ def in_window(date: str, since: Optional[str], until: Optional[str]) -> bool:
     return (not since or day >= since) and (not until or day <= until)
 
 
-def prepare(run: BenchRun, *, since: Optional[str] = None, until: Optional[str] = None) -> list[dict]:
-    """The bench's problems as prompt records (id, problem: the whole prompt, answer: the reference)."""
+def prepare(run: BenchRun, *, since: Optional[str] = None, until: Optional[str] = None,
+            tests_dir: Optional[Path] = None) -> list[dict]:
+    """The bench's problems as prompt records (id, problem: the whole prompt, answer: the reference). Large
+    code tests are kept in files under `tests_dir` (the references point to them)."""
     bench = run.bench
     rows = read_rows(run.source, bench.subset, bench.split)
     if bench.format == "livecodebench":
@@ -165,8 +167,11 @@ def prepare(run: BenchRun, *, since: Optional[str] = None, until: Optional[str] 
         if not rows:
             raise UserError(f"{run.name}: no problem of {run.source} has a contest_date in {since} .. {until} "
                             "(--since / --until)")
-    make = {"math": _math_row, "multiple-choice": _choice_row, "livecodebench": _lcb_row}[bench.format]
-    records = [make(bench, row, number) for number, row in enumerate(rows)]
+    if bench.format == "livecodebench":
+        records = [_lcb_row(bench, row, number, tests_dir) for number, row in enumerate(rows)]
+    else:
+        make = _math_row if bench.format == "math" else _choice_row
+        records = [make(bench, row, number) for number, row in enumerate(rows)]
     if not records:
         raise UserError(f"{run.name}: {run.source} has no problems")
     return records

@@ -21,8 +21,10 @@ first failing test ends the check with its reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from .parts import TraceParts, Verdict
@@ -30,11 +32,16 @@ from .remote import Runner, extra_seconds, open_runner, require_sandbox
 from .sandbox import Limits, SandboxUnavailable, run_python
 
 KEY = "code_tests"
+INLINE_BYTES = 256 << 10  # tests up to this size ride in the reference itself
 _BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
-def code_reference(tests: Any, *, limits: Optional[dict] = None) -> str:
-    """The reference string for a code problem, from a prompt file's `tests` field."""
+def code_reference(tests: Any, *, limits: Optional[dict] = None, store: Optional[Path] = None,
+                   inline_bytes: int = INLINE_BYTES) -> str:
+    """The reference string for a code problem, from a prompt file's `tests` field. With `store`, tests
+    larger than `inline_bytes` (LiveCodeBench's private tests run to megabytes) are written there once, named
+    by their digest, and the reference points to the file (``{"tests_file", "count", "sha256"}``), so that
+    every sample's trace record carries a line rather than a copy."""
     if isinstance(tests, str):
         tests = json.loads(tests)
     if isinstance(tests, dict) and KEY in tests:
@@ -47,6 +54,16 @@ def code_reference(tests: Any, *, limits: Optional[dict] = None) -> str:
         if not isinstance(t, dict) or not ({"input", "output"} <= t.keys() or "assert" in t or {"check", "entry_point"} <= t.keys()):
             raise ValueError(f"test {i + 1} is neither {{input, output}}, {{assert}} nor {{check, entry_point}}: {str(t)[:100]}")
     body: dict[str, Any] = {"tests": tests}
+    text = json.dumps(tests, ensure_ascii=False)
+    if store is not None and len(text.encode()) > inline_bytes:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        path = Path(store).resolve() / f"tests-{digest}.json"
+        if not path.is_file():
+            from r1_distill.files import write_text_atomic
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, text)
+        body = {"tests_file": str(path), "count": len(tests), "sha256": digest}
     if limits:
         body["limits"] = limits
     return json.dumps({KEY: body}, ensure_ascii=False)
@@ -65,17 +82,27 @@ def require_sandbox_for(references: Iterable[Optional[str]], sandbox: str) -> No
 
 def _tests_and_limits(reference: str) -> tuple[list[dict], Limits]:
     body = json.loads(reference)[KEY]
-    return body["tests"], Limits(**body.get("limits", {}))
+    if "tests" in body:
+        return body["tests"], Limits(**body.get("limits", {}))
+    text = Path(body["tests_file"]).read_text(encoding="utf-8")
+    if hashlib.sha256(text.encode()).hexdigest()[:16] != body["sha256"]:
+        raise ValueError(f"{body['tests_file']} is not the tests the reference was made with (its digest differs)")
+    return json.loads(text), Limits(**body.get("limits", {}))
+
+
+def _count_and_limits(reference: str) -> tuple[int, Limits]:
+    body = json.loads(reference)[KEY]
+    return (len(body["tests"]) if "tests" in body else int(body["count"])), Limits(**body.get("limits", {}))
 
 
 def wall_limit(reference: str, sandbox: str = "local") -> float:
     """The hard limit for grading one completion: every test's wall clock, plus start-up (and a remote
     sandbox's round trips)."""
     try:
-        tests, limits = _tests_and_limits(reference)
+        count, limits = _count_and_limits(reference)
     except (ValueError, KeyError, TypeError):
         return 10.0
-    return len(tests) * (limits.wall_s + 1.0) + 5.0 + extra_seconds(sandbox, len(tests))
+    return count * (limits.wall_s + 1.0) + 5.0 + extra_seconds(sandbox, count)
 
 
 def final_code_block(answer: str) -> Optional[str]:
@@ -139,7 +166,10 @@ def check_code(t: TraceParts, sandbox: str = "local") -> Verdict:
     program = final_code_block(t.answer)
     if program is None:
         return False, "no code block in the answer"
-    tests, limits = _tests_and_limits(t.reference)
+    try:
+        tests, limits = _tests_and_limits(t.reference)
+    except (OSError, ValueError, KeyError) as exc:
+        return False, f"cannot read the problem's tests: {exc}"
     try:
         with open_runner(sandbox, lifetime_s=wall_limit(t.reference, sandbox)) as run:
             for i, test in enumerate(tests):

@@ -31,6 +31,7 @@ import json
 import pickle
 import zlib
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Optional
 
 TEST_TIMEOUT_S = 6  # LiveCodeBench's codegen_metrics(timeout=6)
@@ -135,11 +136,13 @@ def row_tests(row: dict) -> list[dict]:
     return shaped
 
 
-def row_reference(row: dict) -> str:
-    """The `code` check's reference for a LiveCodeBench row (its tests and LiveCodeBench's limits)."""
-    from .code import code_reference
+def row_reference(row: dict, store: Optional[Path] = None, inline_bytes: Optional[int] = None) -> str:
+    """The `code` check's reference for a LiveCodeBench row (its tests and LiveCodeBench's limits); with
+    `store`, large tests are kept in a file there (grading.code.code_reference)."""
+    from .code import INLINE_BYTES, code_reference
 
-    return code_reference(row_tests(row), limits=LIMITS)
+    return code_reference(row_tests(row), limits=LIMITS, store=store,
+                          inline_bytes=INLINE_BYTES if inline_bytes is None else inline_bytes)
 
 
 # -- grading, in the code check ---------------------------------------------------------------------
