@@ -114,7 +114,8 @@ def compare_student(model: str, registry: Registry, chosen: Optional[str]) -> Op
 
 def bench_row(run: BenchRun, summary: dict, student: Optional[str], registry: Registry) -> dict:
     k = summary["K"]
-    published = [{"source": p.source, **p.figures[student]} for p in run.bench.published if student in p.figures]
+    published = [{"source": p.source, "label": p.label or p.source, **p.figures[student]}
+                 for p in run.bench.published if student in p.figures]
     return {"bench": run.name, "format": run.bench.format, "source": run.source, "problems": summary["problems"],
             "K": k, "pass@1": summary["pass@1"], "pass@1_stderr": summary["pass@1_stderr"],
             "cons@K": None if run.bench.format == "livecodebench" else summary["cons@K"],
@@ -126,32 +127,53 @@ def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _published_columns(table: dict) -> list[tuple[str, str]]:
+    """(source label, metric) for every published figure the table shows, in order of first appearance."""
+    columns: list[tuple[str, str]] = []
+    for row in table["benches"]:
+        for pub in row["published"]:
+            columns += [(pub["label"], m) for m in ("pass@1", "cons@64") if m in pub and (pub["label"], m) not in columns]
+    return columns
+
+
 def table_rows(table: dict) -> tuple[list[str], list[list[str]]]:
     """The table's header and rows (percent), ours beside the published figures."""
-    who = (table.get("released_as") or table.get("compare_with") or "published").split("/")[-1].replace("DeepSeek-", "")
-    header = ["benchmark", "problems", "K", "pass@1 (± s.e.)", "cons@K", "pass@K", f"{who} pass@1", f"{who} cons@64",
-              "published in"]
+    columns = _published_columns(table)
+    header = ["benchmark", "problems", "K", "pass@1 (± s.e.)", "cons@K", "pass@K",
+              *[f"{label} {metric}" for label, metric in columns]]
     rows = []
     for r in table["benches"]:
         last_k = list(r["pass@k"].values())[-1] if r["pass@k"] else None
-        pub = r["published"][0] if r["published"] else {}
+        figures = {(p["label"], m): p[m] for p in r["published"] for m in ("pass@1", "cons@64") if m in p}
         rows.append([r["bench"], str(r["problems"]), str(r["K"]), f"{_pct(r['pass@1'])} ± {_pct(r['pass@1_stderr'])}",
-                     _pct(r["cons@K"]), _pct(last_k), f"{pub['pass@1']:.1f}" if "pass@1" in pub else "-",
-                     f"{pub['cons@64']:.1f}" if "cons@64" in pub else "-", pub.get("source", "-")])
+                     _pct(r["cons@K"]), _pct(last_k),
+                     *[f"{figures[c]:.1f}" if c in figures else "-" for c in columns]])
     return header, rows
+
+
+def _sources(table: dict) -> list[str]:
+    """What the published columns are: whose figures, from where."""
+    who = (table.get("released_as") or table.get("compare_with") or "").split("/")[-1]
+    seen = {}
+    for row in table["benches"]:
+        for pub in row["published"]:
+            seen.setdefault(pub["label"], pub["source"])
+    return [f"{label}: {who}, {source}" for label, source in seen.items()]
 
 
 def format_bench_table(table: dict) -> str:
     header, rows = table_rows(table)
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *rows]]
-    return f"{table['model']}: pass@1 and cons@K in percent, K samples a problem\n" + "\n".join(lines)
+    return (f"{table['model']}: pass@1 and cons@K in percent, K samples a problem\n" + "\n".join(lines)
+            + "".join(f"\n  {s}" for s in _sources(table)))
 
 
 def card_rows(table: dict) -> str:
     header, rows = table_rows(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    notes = "".join(f"\n- {s}" for s in _sources(table))
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n" + (notes[1:] + "\n" if notes else "")
 
 
 def write_table(table: dict, out: Path) -> None:
@@ -183,10 +205,11 @@ def plot_table(table: dict, path: Path) -> None:
     ours = [100 * b["pass@1"] for b in benches]
     errors = [100 * b["pass@1_stderr"] for b in benches]
     theirs = [b["published"][0].get("pass@1", 0.0) if b["published"] else 0.0 for b in benches]
+    source = next((b["published"][0]["label"] for b in benches if b["published"]), "published")
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(benches) + 2), 4.5))
     ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=errors, capsize=3, label=Path(str(table["model"])).name[:40])
     who = (table.get("released_as") or "published").split("/")[-1]
-    ax.bar([x + 0.2 for x in xs], theirs, 0.4, label=f"{who} (published)")
+    ax.bar([x + 0.2 for x in xs], theirs, 0.4, label=f"{who} ({source})")
     ax.set_xticks(list(xs), [b["bench"] for b in benches])
     ax.set_ylabel("pass@1 (%)")
     ax.set_ylim(0, 110)

@@ -146,6 +146,7 @@ class PublishedFigures(Strict):
     """Figures a paper or a harness published for the released students on a benchmark, in percent."""
 
     source: str  # where they come from (paper and table, or the harness and its version)
+    label: str = ""  # the short name of the source in the table's columns (default: the source)
     figures: dict[str, dict[str, float]]  # student name -> metric (pass@1, cons@64) -> percent
 
 

@@ -29,7 +29,9 @@ def test_one_command_writes_the_table_png_and_card_rows(tiny_gguf, server, data_
         for bench_name, published in (("aime24", "28.9"), ("math500", "83.9"), ("gpqa-diamond", "33.8"), ("lcb", "16.9")):
             line = next(l for l in run.stdout.splitlines() if l.startswith(bench_name + " "))
             assert published in line  # the nearest released student (a tiny model: 1.5B) beside ours
-        assert "52.7" in run.stdout  # AIME 2024 cons@64 of R1-Distill-Qwen-1.5B
+        aime = next(l for l in run.stdout.splitlines() if l.startswith("aime24 "))
+        assert "52.7" in aime and "26.7" in aime  # its AIME 2024 cons@64 (R1) and open-r1's lighteval pass@1
+        assert "open-r1 pass@1" in run.stdout and "DeepSeek-R1-Distill-Qwen-1.5B, DeepSeek-R1 paper, Table 5" in run.stdout
         table = json.loads((out / "table.json").read_text())
         assert [r["bench"] for r in table["benches"]] == ["aime24", "math500", "gpqa-diamond", "lcb"]
         assert table["released_as"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -39,7 +41,7 @@ def test_one_command_writes_the_table_png_and_card_rows(tiny_gguf, server, data_
         png = (out / "table.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
         rows = (out / "card_rows.md").read_text()
-        assert "| aime24 | 1 | 2 |" in rows and "| 28.9 | 52.7 |" in rows and "DeepSeek-R1 paper, Table 5" in rows
+        assert "| aime24 | 1 | 2 |" in rows and "| 28.9 | 52.7 | 26.7 |" in rows and "DeepSeek-R1 paper, Table 5" in rows
     assert json.loads((tmp_path / "url" / "gpqa-diamond" / "summary.json").read_text())["backend"] == "openai"
 
     # the same rows go into a model card r1-distill wrote, replaced (not repeated) on a later run
