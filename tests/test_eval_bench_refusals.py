@@ -1,14 +1,27 @@
 """`eval --bench NAMES`: what cannot run is refused before anything is sampled, in one line (exit 2): an unknown
-benchmark (the known ones named), a LiveCodeBench window with no problem, code benchmarks without a sandbox."""
+benchmark (the known ones named), a LiveCodeBench window with no problem, code benchmarks without a sandbox, a
+LiveCodeBench row whose private tests would run code when unpickled (which never runs)."""
 
+import base64
+import json
 import os
+import pickle
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
 LCB = f"lcb={DATA / 'code_generation_lite_rows.jsonl'}"
 GPQA = f"gpqa-diamond={DATA / 'gpqa_diamond_rows.jsonl'}"
+
+
+class _RunsCode:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
 
 
 def _eval(tmp_path, bench, *extra, env=None):
@@ -24,6 +37,14 @@ def test_refusals_come_before_any_sampling(tmp_path):
     assert empty.returncode == 2 and "no problem" in empty.stderr and "contest_date" in empty.stderr
     no_sandbox = _eval(tmp_path, f"{GPQA},{LCB}", env=dict(os.environ, PATH="/nonexistent"))
     assert no_sandbox.returncode == 2 and "sandbox" in no_sandbox.stderr
-    for run in (unknown, empty, no_sandbox):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.jsonl"
+    row = json.loads((DATA / "code_generation_lite_rows.jsonl").read_text().splitlines()[0])
+    row["private_test_cases"] = base64.b64encode(zlib.compress(pickle.dumps(_RunsCode(f"touch {marker}")))).decode()
+    hostile.write_text(json.dumps(row) + "\n")
+    refused = _eval(tmp_path, f"lcb={hostile}")
+    assert refused.returncode == 2 and "refused" in refused.stderr and "posix.system" in refused.stderr
+    assert not marker.exists()
+    for run in (unknown, empty, no_sandbox, refused):
         assert "Traceback" not in run.stderr
     assert not list((tmp_path / "out").glob("*/samples"))
