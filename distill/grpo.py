@@ -56,6 +56,11 @@ class GRPORunConfig:
     reward_weights: Optional[list[float]] = option(None, csv=True, help="Comma-separated, one per reward.")
     length_budget: Optional[int] = option(None, metavar="WORDS",
                                           help="length reward: completions over this many words score below 0.")
+    language: str = option("Latin", help="language reward: the script the completions should be written in.")
+    language_min_share: float = option(0.95, help="language reward: the share of letters in that script that passes.")
+    repetition_ngram: int = option(8, help="repetition reward: the word n-gram whose repeats are counted.")
+    repetition_scale: float = option(1.0, help="repetition reward: the penalty of a completion that only repeats "
+                                     "(0 for fresh text).")
     template: str = option("chat", help="chat (the model's template) | r1-zero (plain text).")
     prompt_suffix: Optional[str] = option(None, help="Appended to each problem (default: models.yaml's).")
     method: str = option("full", help="full | lora")
@@ -107,20 +112,25 @@ def choose_generator(config: GRPORunConfig, cuda: bool) -> str:
     return "vllm-server" if config.vllm_server else "vllm-colocate"
 
 
-def build_reward_functions(names: list[str], *, length_budget: Optional[int] = None, sandbox: str = "local") -> list:
+def build_reward_functions(names: list[str], *, length_budget: Optional[int] = None, sandbox: str = "local",
+                           language: str = "Latin", language_min_share: float = 0.95, repetition_ngram: int = 8,
+                           repetition_scale: float = 1.0) -> list:
     """The checks of r1_distill.grading as TRL reward functions (graded on all cores, each under its limit;
-    code tests in the sandbox `sandbox` names)."""
+    code tests in the sandbox `sandbox` names), each with its parameters."""
     from r1_distill.grading import reward_function
 
+    if "length" in names and not length_budget:
+        raise UserError("the length reward needs its budget: --length-budget WORDS (completions longer score "
+                        "below 0, -1 at twice the budget)")
+    parameters = {"length": {"max_words": length_budget},
+                  "language": {"expected": language, "min_share": language_min_share},
+                  "repetition": {"n": repetition_ngram, "scale": repetition_scale},
+                  **{name: {"sandbox": sandbox} for name in SANDBOX_REWARDS}}
     functions = []
     for name in names:
         if name not in REWARDS:
             raise UserError(f"unknown reward {name!r}: choose from {', '.join(REWARDS)}")
-        if name == "length" and not length_budget:
-            raise UserError("the length reward needs its budget: --length-budget WORDS (completions longer score "
-                            "below 0, -1 at twice the budget)")
-        options = {"max_words": length_budget} if name == "length" else {"sandbox": sandbox} if name in SANDBOX_REWARDS else {}
-        functions.append(reward_function(name, **options))
+        functions.append(reward_function(name, **parameters.get(name, {})))
     return functions
 
 
@@ -235,7 +245,9 @@ def _prepare_inputs(config: GRPORunConfig):
 
     registry = load_registry(config.models_file)
     suffix = registry.defaults.sampling.prompt_suffix if config.prompt_suffix is None else config.prompt_suffix
-    rewards = build_reward_functions(config.rewards, length_budget=config.length_budget, sandbox=config.sandbox)
+    rewards = build_reward_functions(config.rewards, length_budget=config.length_budget, sandbox=config.sandbox,
+                                     language=config.language, language_min_share=config.language_min_share,
+                                     repetition_ngram=config.repetition_ngram, repetition_scale=config.repetition_scale)
     dataset = build_prompt_dataset(config, suffix)
     if any(name in SANDBOX_REWARDS for name in config.rewards):
         require_sandbox_for(dataset["answer"], config.sandbox)
