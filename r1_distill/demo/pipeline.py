@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,6 +24,7 @@ from .models import DemoModelSpec, build_model, build_tokenizer
 from .task import cold_start_traces, make_splits
 
 console = Console(stderr=True)
+RECIPES = Path(__file__).with_name("recipes")
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,27 @@ class DemoConfig:
 
     @classmethod
     def fast(cls, out: str = "runs/demo-fast", seed: int = 0) -> "DemoConfig":
-        """The same stages at a size the test suite can afford (a few minutes on 2 cores)."""
-        return cls(out=out, seed=seed, train_problems=600, prompt_problems=48, heldout_problems=24, sft_epochs=10,
-                   student_epochs=3, onpolicy_epochs=1, grpo_steps=4, grpo_generations=4, grpo_prompts_per_step=4, samples=2,
-                   teacher=DemoModelSpec(hidden_size=128, num_hidden_layers=2),
-                   student=DemoModelSpec(hidden_size=64, num_hidden_layers=2, seed=1))
+        """The same stages at a size the test suite can afford (a few minutes on 2 cores): recipes/demo-fast.yaml."""
+        return cls.from_recipe(RECIPES / "demo-fast.yaml", out=out, seed=seed)
 
+    @classmethod
+    def from_recipe(cls, path, **given) -> "DemoConfig":
+        """A demo recipe file (the fields of DemoConfig, the model shapes as mappings), `given` over it."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"cannot read the demo recipe {path}: {' '.join(str(exc).split())[:200]}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["(not a mapping)"]
+        if unknown:
+            raise UserError(f"the demo recipe {path} has unknown settings {', '.join(map(str, unknown))} "
+                            f"(known: {', '.join(sorted(known))})")
+        for model in ("teacher", "student"):
+            if isinstance(data.get(model), dict):
+                data[model] = DemoModelSpec(**data[model])
+        return cls(**{**data, **given})
 
 
 @dataclass
@@ -75,9 +91,14 @@ class DemoOptions:
     out: Optional[str] = option(None, help="Run folder (default: runs/demo, runs/demo-fast with --fast).")
     fast: bool = option(False, help="The same stages, smaller (a few minutes; what the test suite runs).")
     seed: int = option(0, help="Random seed of the data, the models and the sampling.")
+    recipe: Optional[str] = option(None, metavar="FILE.yaml", help="The demo's settings (data sizes, model shapes, "
+                                   "epochs, learning rates) from a file like r1_distill/demo/recipes/demo.yaml.")
 
     def demo_config(self) -> DemoConfig:
-        config = DemoConfig.fast(seed=self.seed) if self.fast else DemoConfig(seed=self.seed)
+        if self.recipe:
+            config = DemoConfig.from_recipe(self.recipe, seed=self.seed, out=self.out or "runs/demo-recipe")
+        else:
+            config = DemoConfig.fast(seed=self.seed) if self.fast else DemoConfig(seed=self.seed)
         return replace(config, out=self.out) if self.out is not None else config
 
 STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teacher-grpo", "export-teacher",
