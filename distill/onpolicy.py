@@ -49,16 +49,19 @@ VLLM_PREFIX_CACHING_NOTICE = ("notice: the teacher server {root} answers prompt_
 
 
 def _recipe_fields(student: str, models_file: Optional[str]) -> dict:
-    """A models.yaml student's recipe, as on-policy's defaults (learning rate, epochs, lengths, batch), as `train`
-    takes it; nothing for a hub id or a folder."""
+    """A models.yaml student's recipe, as on-policy's defaults, as `train` takes it: its lengths, epochs and batch,
+    and its `on_policy` block (rollout length, samples per prompt, temperature, learning rate: on-policy trains every
+    weight, so the full-weight rate); nothing for a hub id or a folder."""
     from r1_distill.registry import load_registry
 
     entry = load_registry(models_file).students.get(student)
     if entry is None:
         return {}
-    r = entry.recipe
-    return {"learning_rate": r.learning_rate, "epochs": r.epochs, "max_length": r.max_length,
-            "effective_batch": r.effective_batch, "per_device_batch": r.per_device_batch}
+    r, op = entry.recipe, entry.recipe.on_policy
+    return {"learning_rate": op.learning_rate_full, "epochs": r.epochs, "max_length": r.max_length,
+            "effective_batch": r.effective_batch, "per_device_batch": r.per_device_batch,
+            "max_new_tokens": op.max_new_tokens, "samples_per_prompt": op.samples_per_prompt,
+            "temperature": op.temperature}
 
 
 @dataclass
@@ -72,6 +75,7 @@ class OnPolicyConfig:
     beta: Optional[float] = None  # generalized JSD interpolation: 0 forward KL, 1 reverse KL
     temperature: float = 1.0  # the student's sampling temperature
     max_new_tokens: int = 256
+    samples_per_prompt: int = 1  # the student's rollouts of each prompt (Thinking Machines' recipe: 4)
     learning_rate: float = 5e-5
     epochs: float = 1.0
     max_length: int = 2048
@@ -92,8 +96,8 @@ class OnPolicyConfig:
         """From distill/train.py's TrainConfig: its unset fields keep on-policy's defaults."""
         if not c.teacher:
             raise UserError("--method on-policy needs --teacher NAME|DIR|URL (the model that scores the student's tokens)")
-        given = {k: getattr(c, k) for k in ("lmbda", "divergence", "beta", "temperature", "max_new_tokens", "learning_rate",
-                                           "epochs", "max_length", "effective_batch", "per_device_batch", "logging_steps",
+        given = {k: getattr(c, k) for k in ("lmbda", "divergence", "beta", "temperature", "max_new_tokens", "samples_per_prompt",
+                                           "learning_rate", "epochs", "max_length", "effective_batch", "per_device_batch", "logging_steps",
                                            "precision", "gradient_checkpointing")}
         given = {**_recipe_fields(c.student, c.models_file), **{k: v for k, v in given.items() if v is not None}}
         return cls(student=c.student, teacher=c.teacher, traces=c.traces, out=c.out, resume=c.resume, save_steps=c.save_steps,
@@ -119,6 +123,8 @@ class OnPolicyConfig:
             raise UserError(f"--temperature must be positive, got {self.temperature}")
         if self.max_new_tokens < 1:
             raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.samples_per_prompt < 1:
+            raise UserError(f"--samples-per-prompt must be at least 1, got {self.samples_per_prompt}")
         self.resolved_beta()
 
 
@@ -413,6 +419,9 @@ def _resolve_run(config: OnPolicyConfig) -> OnPolicyRun:
     if not records:
         raise UserError(f"no kept traces in {config.traces}: on-policy distillation takes its prompts from them")
     tokenizer, model_config, spec, plan = prepared_tokenizer(base, student, registry)
+    if launch.main:
+        _warn_short_rollouts(records, tokenizer, config.max_new_tokens)
+    records = [r for r in records for _ in range(config.samples_per_prompt)]  # each prompt's rollouts
     cross_tokenizer, teacher_fast = None, True
     if teacher.kind == "local":
         cross_tokenizer, teacher_fast = _teacher_tokenizer_differs(tokenizer, teacher.source, spec, registry)
@@ -425,6 +434,25 @@ def _resolve_run(config: OnPolicyConfig) -> OnPolicyRun:
     if cross_tokenizer is not None:
         _check_cross_tokenizer_options(run)
     return run
+
+
+def median_reasoning_tokens(records, tokenizer, *, at_most: int = 256) -> Optional[int]:
+    """The median length of the traces' reasoning in the student's tokens (over an evenly spaced sample of
+    `at_most`), the count the record carries where it has one; None without reasoning."""
+    import statistics
+
+    step = max(1, len(records) // at_most)
+    lengths = [r.reasoning_tokens if r.reasoning_tokens else len(tokenizer(r.reasoning, add_special_tokens=False)["input_ids"])
+               for r in records[::step] if r.reasoning]
+    return int(statistics.median(lengths)) if lengths else None
+
+
+def _warn_short_rollouts(records, tokenizer, max_new_tokens: int) -> None:
+    median = median_reasoning_tokens(records, tokenizer)
+    if median is not None and max_new_tokens < median:
+        print(f"warning: --max-new-tokens {max_new_tokens} is below the traces' median reasoning length ({median} "
+              "tokens): most of the student's rollouts will be cut before </think>, and the teacher never scores "
+              "how they end; raise --max-new-tokens", flush=True)
 
 
 def _check_cross_tokenizer_options(run: OnPolicyRun) -> None:
@@ -533,7 +561,8 @@ def _metrics(run: OnPolicyRun, trainer, result, resume_from, compute: Compute, *
     return {"method": "on-policy", "trainer": type(trainer).__name__, "teacher": run.teacher.source,
             "teacher_kind": run.teacher.kind, "divergence": _divergence_name(run.beta, run.cross_tokenizer is not None),
             "beta": None if run.cross_tokenizer else run.beta, "lmbda": config.lmbda,
-            "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "prompts": prompts,
+            "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
+            "samples_per_prompt": config.samples_per_prompt, "learning_rate": config.learning_rate, "prompts": prompts,
             "dropped_too_long": too_long, **run_metrics(trainer, result, resume_from, run.launch),
             "precision": run.precision, "weights_dtype": str(_student_dtype(run)).removeprefix("torch."),
             "activation_checkpointing": run.checkpointing, "generation_use_cache": trainer.generation_config.use_cache,

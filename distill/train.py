@@ -71,7 +71,10 @@ class TrainConfig:
     divergence: Optional[str] = option(None, help="on-policy: forward | reverse | jsd (default reverse).")
     beta: Optional[float] = option(None, help="on-policy: JSD interpolation, 0 forward KL .. 1 reverse KL.")
     temperature: Optional[float] = option(None, help="on-policy: the student's sampling temperature (default 1).")
-    max_new_tokens: Optional[int] = option(None, help="on-policy: tokens the student samples per prompt.")
+    max_new_tokens: Optional[int] = option(None, help="on-policy: tokens the student samples per prompt (default: "
+                                           "the recipe's on_policy.max_new_tokens, else 256).")
+    samples_per_prompt: Optional[int] = option(None, help="on-policy: the student's rollouts of each prompt "
+                                               "(default: the recipe's on_policy.samples_per_prompt, else 1).")
     trace_format: Optional[str] = option(None, flags=("--format",), metavar="NAME", help=TRACE_FORMAT_HELP)
 
 

@@ -68,6 +68,19 @@ class GpuEstimate(Strict):
     note: str = ""
 
 
+class OnPolicyRecipe(Strict):
+    """On-policy distillation's settings for a student (`train --method on-policy`): Thinking Machines' recipe
+    (tinker-cookbook recipes/distillation/on_policy_distillation.py: group_size 4, max_tokens 4096, temperature 1;
+    its README: lr 1e-4 with LoRA, 5e-5 full), the student sampling at temperature 1 and the teacher scoring
+    with reverse KL."""
+
+    max_new_tokens: int = Field(default=4096, gt=0)  # the rollout: long enough to close </think> on most prompts
+    samples_per_prompt: int = Field(default=4, gt=0)  # rollouts of each prompt (the cookbook's group_size)
+    learning_rate_lora: float = Field(default=1e-4, gt=0)
+    learning_rate_full: float = Field(default=5e-5, gt=0)
+    temperature: float = Field(default=1.0, gt=0)
+
+
 class Recipe(Strict):
     method: Literal["full", "lora", "qlora"]
     learning_rate: float = Field(gt=0)
@@ -83,6 +96,7 @@ class Recipe(Strict):
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     gpus: GpuEstimate
     accelerate_config: Optional[str] = None  # shipped config for `accelerate launch`
+    on_policy: OnPolicyRecipe = OnPolicyRecipe()  # `train --method on-policy`'s settings for this student
 
 
 class LongContext(Strict):
