@@ -4,7 +4,7 @@ Synthetic traces of R1's length (--trace-kb, default 22 KB: paragraphs of reason
 then `</think>` and an answer in \\boxed{}), --samples per problem, some answers wrong, some traces
 duplicated within their problem, a few problems asked twice under two ids; written as our JSONL records.
 Each size is filtered in a fresh subprocess (grading on every core), its process tree's resident memory
-(the filter process, the fork server and the grading workers, summed) sampled every 0.1 s; the peak of
+(the filter process, the fork server and the grading workers, summed) sampled every 0.2 s; the peak of
 that sum is `peak_rss_mb` (`main_max_rss_mb`: the filter process alone, from getrusage). traces/s is
 the filter's own (report.json: input / seconds, reading to writing).
 
@@ -90,9 +90,9 @@ def write_traces(path: Path, n: int, trace_chars: int, samples: int, seed: int =
     return path.stat().st_size
 
 
-def tree_rss(proc: psutil.Process) -> int:
+def tree_rss(procs: list[psutil.Process]) -> int:
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in procs:
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -104,13 +104,15 @@ def run_filter(traces: Path, out: Path, workers: str) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", RUN_CODE, str(traces), str(out), workers],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    watched, peak = psutil.Process(child.pid), 0
+    watched, peak, procs, listed = psutil.Process(child.pid), 0, [], 0.0
     while child.poll() is None:
         try:
-            peak = max(peak, tree_rss(watched))
+            if time.monotonic() - listed > 2:  # finding the tree walks every process: not at every sample
+                procs, listed = [watched, *watched.children(recursive=True)], time.monotonic()
+            peak = max(peak, tree_rss(procs))
         except psutil.Error:
             pass
-        time.sleep(0.1)
+        time.sleep(0.2)
     stdout, stderr = child.communicate()
     if child.returncode != 0:
         raise SystemExit(f"filter failed on {traces}:\n{stderr[-3000:]}")
