@@ -84,6 +84,13 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the reg
     console.print(f"Sampling defaults: temperature {s.temperature}, top-p {s.top_p}, up to {s.max_new_tokens} new "
                   f"tokens, {s.samples} samples, suffix {s.prompt_suffix!r}")
     console.print("Export presets: " + "; ".join(f"{n}: {', '.join(p.quants)}" for n, p in reg.export_presets.items()))
+    if reg.benchmarks:
+        benches = Table(title="Benchmarks (eval --bench NAME,...)")
+        for col in ("name", "dataset", "grader", "samples", "prompt"):
+            benches.add_column(col)
+        for name, b in reg.benchmarks.items():
+            benches.add_row(name, b.dataset + (f" ({b.subset})" if b.subset else ""), b.format, str(b.samples), b.prompt)
+        console.print(benches)
 
 
 def _program_fields() -> dict:
@@ -239,6 +246,14 @@ def _print_demo(report: dict, out: Path) -> None:
                       f"and sampled {c['student_tokens_sampled']:,} tokens")
     for name, ok in report["checks"].items():
         console.print(f"  {'[green]PASS[/green]' if ok else '[red]FAIL[/red]'} {name}")
+    # the literature's claims, measured: findings with their numbers, whichever way they go (not checks)
+    console.print("findings (the literature's claims, measured here):")
+    for name, f in report.get("findings", {}).items():
+        numbers = "; ".join(f"{arm} pass@1 {f[arm]['pass@1']:.1%} +- {f[arm]['pass@1_stderr'] or 0:.1%}, teacher tokens "
+                            f"added {f[arm]['teacher_tokens_added']:,}" for arm in ("opd", "continued_sft", "grpo") if arm in f)
+        if "onpolicy_pass@1" in f:
+            numbers = f"on-policy {f['onpolicy_pass@1']:.1%} vs SFT {f['sft_pass@1']:.1%} (documented negative result)"
+        console.print(f"  {'holds' if f['holds'] else 'does not hold'}: {name} ({numbers})", soft_wrap=True)
     console.print(f"{report['total_seconds']:.0f} s of stage time; report: {out / 'report.json'}, {out / 'report.png'}")
     console.print("Chat with the distilled student:")
     console.print(f"  {report['chat_command']}", soft_wrap=True)
