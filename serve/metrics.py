@@ -46,7 +46,8 @@ class Metrics:
                   "request_errors_total": stats.get("request_errors", 0),
                   "decode_calls_total": stats.get("decode_calls", 0),
                   "prompt_tokens_reused_total": stats.get("prompt_tokens_reused", 0),
-                  "prompt_cache_restores_total": stats.get("prompt_cache_restores", 0)}
+                  "prompt_cache_restores_total": stats.get("prompt_cache_restores", 0),
+                  "reasoning_loops_closed_total": stats.get("reasoning_loops_closed", 0)}
         for name, value in gauges.items():
             lines += [f"# TYPE r1_distill_{name} {'counter' if name.endswith('_total') else 'gauge'}",
                       f"r1_distill_{name} {value}"]

@@ -136,6 +136,7 @@ class SamplingFields(IgnoredFields):
     response_format: Optional[ResponseFormat] = None
     min_tokens: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_INT)]] = None  # vLLM's
     ignore_eos: StrictBool = False  # vLLM's and llama-server's: generate max_tokens whatever the model ends with
+    reasoning_loop_guard: StrictBool = True  # close a thinking that repeats itself and let the model answer
 
     _check_stop = field_validator("stop")(classmethod(lambda cls, v: _stop_list(v)))
 
@@ -286,3 +287,4 @@ class ResponsesRequest(IgnoredFields):
     truncation: Optional[Literal["disabled"]] = None
     background: Optional[Literal[False]] = None
     thinking_budget_tokens: Optional[ThinkingBudget] = None
+    reasoning_loop_guard: StrictBool = True  # close a thinking that repeats itself and let the model answer

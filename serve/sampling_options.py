@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from r1_distill.llama.engine import BatchEngine, GenerationRequest
+from r1_distill.llama.loop_guard import LoopGuard
 from r1_distill.llama.sampling import Penalties, grammar_sampler
 
 from .errors import APIError
@@ -34,6 +35,7 @@ class SamplingOptions:
     response_format: Optional[dict] = None
     min_tokens: Optional[int] = None
     ignore_eos: bool = False
+    loop_guard: bool = True  # close a thinking that repeats itself (see r1_distill.llama.loop_guard)
 
 
 def thinking_budget(explicit: Optional[int], effort: Optional[str], effort_budgets: dict) -> Optional[int]:
@@ -107,6 +109,6 @@ def engine_request(engine: BatchEngine, tokens: list[int], options: SamplingOpti
         top_p=sampling.top_p if options.top_p is None else float(options.top_p), top_k=options.top_k or 0,
         seed=None if options.seed is None else (options.seed + index) % 2**64, stop=options.stop, thinking=thinking,
         thinking_budget=options.thinking_budget, wait_forcing=options.wait_forcing, logprobs=options.logprobs,
-        penalties=penalties, logit_bias=bias,
+        penalties=penalties, logit_bias=bias, loop_guard=LoopGuard() if options.loop_guard else None,
         min_tokens=max_tokens if options.ignore_eos else min(options.min_tokens or 0, max_tokens),
         grammar=checked_grammar(engine, options.response_format, "response_format"))

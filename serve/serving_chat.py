@@ -28,12 +28,18 @@ def chat_options(req: ChatCompletionRequest, thinking_budget: Optional[int]) -> 
         wait_forcing=req.budget_forcing_waits, logprobs=req.logprobs_n, presence=req.presence_penalty,
         frequency=req.frequency_penalty, repeat=req.repeat, repeat_last_n=req.repeat_last_n,
         logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None,
-        min_tokens=req.min_tokens, ignore_eos=req.ignore_eos)
+        min_tokens=req.min_tokens, ignore_eos=req.ignore_eos, loop_guard=req.reasoning_loop_guard)
 
 
 def chat_messages(req: ChatCompletionRequest) -> list[dict]:
     # earlier turns' thinking (reasoning_content / reasoning) is never sent back to the model
     return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+
+
+def closed_by(done: Optional[Event]) -> dict:
+    """`reasoning_closed`: "budget" or "loop" when the server closed the thinking (absent otherwise)."""
+    closed = done.usage.get("thinking_closed") if done is not None and done.usage else None
+    return {"reasoning_closed": closed} if closed else {}
 
 
 class ChatResponse:
@@ -57,8 +63,9 @@ class ChatResponse:
         message = {"role": "assistant", "content": r.raw if self.raw_format else r.answer}
         if not self.raw_format:
             message["reasoning_content"] = message["reasoning"] = r.reasoning
-        return {"index": i, "message": message, "finish_reason": r.done.finish_reason,
-                "logprobs": self.logprobs(r.logprobs) if self.req.logprobs else None}
+        out = {"index": i, "message": message, "finish_reason": r.done.finish_reason,
+               "logprobs": self.logprobs(r.logprobs) if self.req.logprobs else None}
+        return {**out, **closed_by(r.done)}
 
     def completion(self, results: list[ChoiceResult]) -> dict:
         usage = usage_totals([r.done for r in results], [i == 0 for i in range(len(results))])
@@ -73,8 +80,9 @@ class ChatResponse:
             return {"reasoning_content": ev.text, "reasoning": ev.text}
         return {"content": ev.text} if ev.kind == "answer" else None
 
-    def chunk(self, i: int, delta: dict, finish: Optional[str] = None, logprobs: Optional[list] = None) -> str:
-        choice = {"index": i, "delta": delta, "finish_reason": finish}
+    def chunk(self, i: int, delta: dict, finish: Optional[str] = None, logprobs: Optional[list] = None,
+              done: Optional[Event] = None) -> str:
+        choice = {"index": i, "delta": delta, "finish_reason": finish, **closed_by(done)}
         if self.req.logprobs:
             choice["logprobs"] = self.logprobs(logprobs) if logprobs else None
         return sse(self._chunk_body([choice]))
@@ -110,7 +118,7 @@ class OpenAIServingChat(OpenAIServing):
             yield response.chunk(i, {"role": "assistant", "content": ""})
         async for i, ev in events:
             if ev.kind == "done":
-                yield response.chunk(i, {}, ev.finish_reason, events.take(i))
+                yield response.chunk(i, {}, ev.finish_reason, events.take(i), ev)
                 continue
             delta = response.delta(ev)
             if delta is not None:

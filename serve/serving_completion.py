@@ -23,7 +23,7 @@ def completion_options(req: CompletionRequest) -> SamplingOptions:
         seed=req.seed, stop=req.stop or [], logprobs=req.logprobs, presence=req.presence_penalty,
         frequency=req.frequency_penalty, repeat=req.repeat, repeat_last_n=req.repeat_last_n,
         logit_bias=req.logit_bias, response_format=req.response_format.as_dict() if req.response_format else None,
-        min_tokens=req.min_tokens, ignore_eos=req.ignore_eos)
+        min_tokens=req.min_tokens, ignore_eos=req.ignore_eos, loop_guard=req.reasoning_loop_guard)
 
 
 class CompletionResponse:

@@ -117,6 +117,8 @@ class ResponseShape:
             body["completed_at"] = time.time()
         if usage is not None:
             body["usage"] = _usage(usage)
+            if usage.get("thinking_closed"):
+                body["reasoning_closed"] = usage["thinking_closed"]  # "budget" | "loop": the server closed it
         return body
 
     def reasoning_item(self, text: str, status: str = "completed") -> dict:
@@ -245,7 +247,8 @@ class OpenAIServingResponses(OpenAIServing):
         options = SamplingOptions(
             max_tokens=req.max_output_tokens, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
             seed=req.seed, thinking_budget=self.thinking_budget(req.thinking_budget_tokens, effort),
-            logprobs=(req.top_logprobs or 0) if want_logprobs else None, response_format=_format_dict(req))
+            logprobs=(req.top_logprobs or 0) if want_logprobs else None, response_format=_format_dict(req),
+            loop_guard=req.reasoning_loop_guard)
         gen = self.generation(engine, engine.tokenize(prompt, special=True), options, thinking=opened,
                               prompt_param="input")
         sub = Submission(engine, [gen])

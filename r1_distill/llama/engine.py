@@ -18,7 +18,8 @@ A slot's text (stop strings, the hold-back of a partial one, the reasoning/answe
 :class:`~r1_distill.reasoning.ReasoningStreamParser`) is a :class:`~.text_stream.TextStream`.
 A thinking budget closes the thinking by injecting ``\\n</think>\\n\\n`` once the slot has produced
 that many reasoning tokens; s1's budget forcing does the opposite, replacing an early ``</think>``
-with "Wait" up to N times.
+with "Wait" up to N times. A request with a :class:`~.loop_guard.LoopGuard` has its thinking closed
+the same way when the thinking starts repeating itself (``thinking_closed`` in its usage: "loop").
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 
 from r1_distill.errors import UserError
 
+from .loop_guard import LoopDetector, LoopGuard
 from .prompt_cache import MIN_TOKENS, PromptCache
 from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
 from .text_stream import TextStream
@@ -68,6 +70,7 @@ class GenerationRequest:
     logit_bias: dict[int, float] | None = None
     min_tokens: int = 0  # end-of-generation tokens are masked until this many are generated (vLLM's min_tokens)
     grammar: str | None = None  # GBNF for the answer (after the thinking)
+    loop_guard: LoopGuard | None = None  # close the thinking when it repeats itself (None: never)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
 
 
@@ -102,6 +105,8 @@ class _Slot:
         self.pending: list[int] = []  # tokens to feed before the next sample
         self.stream: TextStream | None = None
         self.budget_spent = False
+        self.thinking_closed_by: str | None = None  # "budget" | "loop": the engine closed the thinking
+        self.loop: LoopDetector | None = None
         self.started = self.admitted = 0.0
         self.first_token_at: float | None = None
         self.rng: np.random.Generator | None = None
@@ -122,6 +127,8 @@ class _Slot:
         self.waits_left = request.wait_forcing
         self.stream = TextStream(request.stop, thinking=request.thinking)
         self.budget_spent = False
+        self.thinking_closed_by = None
+        self.loop = LoopDetector(request.loop_guard) if request.loop_guard is not None else None
         self.started = self.admitted = time.perf_counter()
         self.first_token_at: float | None = None
         self.rng = np.random.default_rng(request.seed if request.seed is not None else None)
@@ -180,7 +187,8 @@ class BatchEngine:
         self.stopping = False
         self.failure: str | None = None
         self.stats = {"decode_calls": 0, "tokens_generated": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0,
-                      "cancelled": 0, "request_errors": 0, "prompt_cache_restores": 0}
+                      "cancelled": 0, "request_errors": 0, "prompt_cache_restores": 0,
+                      "reasoning_loops_closed": 0}
         think_close = self.tokenize("</think>", special=True)
         self.think_close_token = think_close[0] if len(think_close) == 1 else None
         self.close_thinking_tokens = self.tokenize(CLOSE_THINKING, special=True)
@@ -351,6 +359,8 @@ class BatchEngine:
             "time_to_first_token_s": (slot.first_token_at or time.perf_counter()) - slot.started,
             "duration_s": time.perf_counter() - slot.started,
         }
+        if slot.thinking_closed_by is not None:
+            usage["thinking_closed"] = slot.thinking_closed_by
         emit = slot.emit
         self._release(slot)  # free before telling: a client that sees "done" finds its slot free
         self._send(emit, Event("done", finish_reason=reason, usage=usage))
@@ -492,14 +502,26 @@ class BatchEngine:
             self._add_text(slot, self.token_bytes(token))
         if not slot.busy:
             return
-        if (r.thinking_budget is not None and in_thinking and not slot.budget_spent
-                and slot.reasoning_tokens >= r.thinking_budget and not slot.stream.thinking_closed):
-            slot.budget_spent = True
-            self._feed_forced(slot, self.close_thinking_tokens, CLOSE_THINKING)
+        if in_thinking and not slot.budget_spent and not slot.stream.thinking_closed:
+            self._close_thinking_if_due(slot, token)
         if slot.busy and slot.generated >= r.max_tokens:
             self._finish(slot, "length")
         elif slot.busy and slot.n_past + len(slot.pending) >= self.ctx_per_slot:
             self._finish(slot, "length")
+
+    def _close_thinking_if_due(self, slot: _Slot, token: int) -> None:
+        """The thinking budget spent, or the thinking looping: close it and let the model answer."""
+        r = slot.request
+        if r.thinking_budget is not None and slot.reasoning_tokens >= r.thinking_budget:
+            slot.thinking_closed_by = "budget"
+        elif slot.loop is not None and slot.loop.add(token):
+            slot.thinking_closed_by = "loop"
+            self.stats["reasoning_loops_closed"] += 1
+        else:
+            return
+        slot.budget_spent = True
+        slot.loop = None
+        self._feed_forced(slot, self.close_thinking_tokens, CLOSE_THINKING)
 
     def _feed_forced(self, slot: _Slot, tokens: list[int], text: str) -> None:
         slot.pending.extend(tokens)
