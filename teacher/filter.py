@@ -322,27 +322,16 @@ def filter_traces(config: FilterConfig) -> dict:
         dataset = SFTDatasetWriter(out / "dataset")
         outputs = [kept_out, dropped_out, dataset]
         tally = _Tally()
-        _stream(config, spill, decon, tally, per_source, kept_out, dropped_out, dataset)
+        _Pass(config, decon, tally, per_source, kept_out, dropped_out, dataset).run(spill)
         spill.close()
         kept_out.finish()
         dropped_out.finish()
-        elapsed = time.perf_counter() - started
-        pass_rates = tally.pass_rates
-        report = {
-            "input": tally.input, "kept": tally.kept, "dropped": tally.dropped, "prompts": len(pass_rates),
-            "prompts_with_a_kept_trace": tally.prompts_with_a_kept_trace, "kept_unverified": tally.kept_unverified,
-            "dropped_by_first_reason": dict(tally.reasons), "failing_by_check": dict(tally.failing),
-            "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
-            "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(tally.input / elapsed, 1),
-            "grading": {"workers": config.workers or available_cpus(), "seconds": round(tally.grading_s, 3),
-                        "cpu_seconds": round(tally.grading_cpu_s, 3), "timed_out": tally.timed_out},
-            "sources": by_name,
-        }
+        report = _report(config, tally, by_name, time.perf_counter() - started)
         write_json_atomic(out / "report.json", report)
         card = dataset_card(name=out.name, report=report, sources=dict(tally.teachers), checks=sorted(tally.kept_checks),
                             decontaminated_against=config.decontaminate, inputs=by_name)
         dataset.finish(card)
-        _plots(out, tally.kept_len, tally.drop_len, pass_rates)
+        _plots(out, tally.kept_len, tally.drop_len, tally.pass_rates)
         write_manifest(out, "filter", config=config, inputs={"traces": config.traces},
                        outputs={"kept": "kept.jsonl", "dropped": "dropped.jsonl", "dataset": "dataset"},
                        metrics={k: report[k] for k in ("input", "kept", "dropped", "mean_pass_rate")})
@@ -356,6 +345,20 @@ def filter_traces(config: FilterConfig) -> dict:
         shutil.rmtree(work, ignore_errors=True)
         if made_out and not finished:
             shutil.rmtree(out, ignore_errors=True)
+
+
+def _report(config: FilterConfig, tally: _Tally, sources: dict[str, dict], elapsed: float) -> dict:
+    pass_rates = tally.pass_rates
+    return {
+        "input": tally.input, "kept": tally.kept, "dropped": tally.dropped, "prompts": len(pass_rates),
+        "prompts_with_a_kept_trace": tally.prompts_with_a_kept_trace, "kept_unverified": tally.kept_unverified,
+        "dropped_by_first_reason": dict(tally.reasons), "failing_by_check": dict(tally.failing),
+        "mean_pass_rate": sum(pass_rates.values()) / len(pass_rates),
+        "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(tally.input / elapsed, 1),
+        "grading": {"workers": config.workers or available_cpus(), "seconds": round(tally.grading_s, 3),
+                    "cpu_seconds": round(tally.grading_cpu_s, 3), "timed_out": tally.timed_out},
+        "sources": sources,
+    }
 
 
 def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict[str, str]) -> list[dict]:
@@ -400,11 +403,35 @@ def _batches(spill: SortedSpill) -> Iterator[list[list[tuple[int, TraceRecord]]]
         yield batch
 
 
-def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontaminator], tally: _Tally,
-            per_source: list[dict], kept_out: _Lines, dropped_out: _Lines, dataset: SFTDatasetWriter) -> None:
-    seen_prompts: dict[bytes, str] = {}  # a hash of each problem's text -> the first problem id with it
+class _Pass:
+    """The one pass over the merged traces: the checks that need no grading, then a batch's grading (in a thread,
+    while the next batch is read), the per-problem steps and the outputs, a batch at a time."""
 
-    def prechecks(batch) -> list[TraceRecord]:
+    def __init__(self, config: FilterConfig, decon: Optional[Decontaminator], tally: _Tally, per_source: list[dict],
+                 kept_out: _Lines, dropped_out: _Lines, dataset: SFTDatasetWriter):
+        self.config, self.decon, self.tally, self.per_source = config, decon, tally, per_source
+        self.kept_out, self.dropped_out, self.dataset = kept_out, dropped_out, dataset
+        self.seen_prompts: dict[bytes, str] = {}  # a hash of each problem's text -> the first problem id with it
+        self.advance = lambda n: None
+
+    def run(self, spill: SortedSpill) -> None:
+        with GradingPool(self.config.workers) as pool, ThreadPoolExecutor(1) as grader, \
+                count_progress("filter", spill.count) as self.advance:
+            pending = None
+            for batch in _batches(spill):
+                future = grader.submit(self.grade, self.prechecks(batch), pool)  # graded while the next batch is read
+                if pending is not None:
+                    self.finish(*pending)
+                pending = (batch, future)
+            if pending is not None:
+                self.finish(*pending)
+
+    def grade(self, records: list[TraceRecord], pool: GradingPool):
+        at = time.perf_counter()
+        graded, cpu = run_checks(records, self.config, pool)
+        return graded, cpu, time.perf_counter() - at
+
+    def prechecks(self, batch) -> list[TraceRecord]:
         """The checks that need no grading: decontamination, duplicate prompts, duplicate traces (in a problem)."""
         records = []
         for group in batch:
@@ -412,13 +439,13 @@ def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontamin
             seen_traces: dict[bytes, int] = {}
             for _, r in group:
                 r.checks = {}
-                if decon is not None:
+                if self.decon is not None:
                     if r.problem not in contamination:
-                        contamination[r.problem] = decon.match(r.problem)
+                        contamination[r.problem] = self.decon.match(r.problem)
                     hit = contamination[r.problem]
                     r.checks["decontamination"] = CheckResult(
-                        passed=hit is None, reason=f"shares a {config.ngram}-gram with {hit}" if hit else "clean")
-                first = seen_prompts.setdefault(_hash(_normalized(r.problem)), r.problem_id)
+                        passed=hit is None, reason=f"shares a {self.config.ngram}-gram with {hit}" if hit else "clean")
+                first = self.seen_prompts.setdefault(_hash(_normalized(r.problem)), r.problem_id)
                 r.checks["duplicate_prompt"] = CheckResult(
                     passed=first == r.problem_id, reason=f"same problem as {first}" if first != r.problem_id else "unique")
                 # symbols count: `a + b` is not `a - b`; the first of identical traces is kept, whatever source it is from
@@ -431,61 +458,43 @@ def _stream(config: FilterConfig, spill: SortedSpill, decon: Optional[Decontamin
                 records.append(r)
         return records
 
-    def finish(batch, graded: list[dict[str, CheckResult]]) -> None:
+    def finish(self, batch, future) -> None:
+        graded, cpu, seconds = future.result()
+        self.tally.grading_s += seconds
+        self.tally.grading_cpu_s += cpu
         verdicts = iter(graded)
         for group in batch:
             for _, r in group:
                 r.checks.update(next(verdicts))
-            _per_problem(config, group, tally)
+            _per_problem(self.config, group, self.tally)
             for number, r in group:
-                counts = per_source[number]
-                tally.input += 1
-                tally.teachers[r.teacher] += 1
-                length = r.completion_tokens or len(r.completion.split())
-                for c, v in r.checks.items():
-                    if not v.passed:
-                        tally.failing[c] += 1
-                    if "(hard limit)" in v.reason:
-                        tally.timed_out += 1
-                if r.kept:
-                    tally.kept += 1
-                    counts["kept"] += 1
-                    tally.kept_unverified += r.checks["correctness"].reason == UNVERIFIED
-                    tally.kept_checks.update(r.checks)
-                    tally.kept_len.append(length)
-                    kept_out.write(r)
-                    dataset.add(r)
-                else:
-                    tally.dropped += 1
-                    counts["dropped"] += 1
-                    tally.reasons[next(c for c in CHECK_ORDER if c in r.checks and not r.checks[c].passed)] += 1
-                    tally.drop_len.append(length)
-                    dropped_out.write(r)
-            advance(len(group))
+                self.count(r, self.per_source[number])
+            self.advance(len(group))
 
-    def timed_checks(records):
-        at = time.perf_counter()
-        graded, cpu = run_checks(records, config, pool)
-        return graded, cpu, time.perf_counter() - at
-
-    with GradingPool(config.workers) as pool, ThreadPoolExecutor(1) as grader, \
-            count_progress("filter", spill.count) as advance:
-        pending = None
-        for batch in _batches(spill):
-            future = grader.submit(timed_checks, prechecks(batch))  # graded while the next batch is read
-            if pending is not None:
-                _finish_pending(pending, finish, tally)
-            pending = (batch, future)
-        if pending is not None:
-            _finish_pending(pending, finish, tally)
-
-
-def _finish_pending(pending, finish, tally: _Tally) -> None:
-    batch, future = pending
-    graded, cpu, seconds = future.result()
-    tally.grading_s += seconds
-    tally.grading_cpu_s += cpu
-    finish(batch, graded)
+    def count(self, r: TraceRecord, counts: dict) -> None:
+        tally = self.tally
+        tally.input += 1
+        tally.teachers[r.teacher] += 1
+        length = r.completion_tokens or len(r.completion.split())
+        for c, v in r.checks.items():
+            if not v.passed:
+                tally.failing[c] += 1
+            if "(hard limit)" in v.reason:
+                tally.timed_out += 1
+        if r.kept:
+            tally.kept += 1
+            counts["kept"] += 1
+            tally.kept_unverified += r.checks["correctness"].reason == UNVERIFIED
+            tally.kept_checks.update(r.checks)
+            tally.kept_len.append(length)
+            self.kept_out.write(r)
+            self.dataset.add(r)
+        else:
+            tally.dropped += 1
+            counts["dropped"] += 1
+            tally.reasons[next(c for c in CHECK_ORDER if c in r.checks and not r.checks[c].passed)] += 1
+            tally.drop_len.append(length)
+            self.dropped_out.write(r)
 
 
 def _per_problem(config: FilterConfig, group: list[tuple[int, TraceRecord]], tally: _Tally) -> None:
