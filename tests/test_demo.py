@@ -37,15 +37,28 @@ def test_fast_demo_runs_every_stage_reruns_nothing_and_its_chat_command_works(tm
     state = json.loads((out / "state.json").read_text())
     assert list(state["stages"]) == STAGES
     assert set(report["accuracy"]) == {"teacher-sft", "teacher-grpo", "student-untrained", "student", "student-control",
-                                       "student-onpolicy", "student-sft-onpolicy", "student-Q4_K_M"}
+                                       "student-onpolicy", "student-coldstart", "arm-sft", "arm-opd", "arm-grpo",
+                                       "student-Q4_K_M"}
     compute = report["compute"]
     assert compute["student"]["teacher_sequences"] == 96 and compute["student"]["student_tokens_sampled"] == 0
     assert compute["student-onpolicy"]["teacher_sequences"] > 0 and compute["student-onpolicy"]["student_tokens_sampled"] > 0
-    assert compute["student-sft-onpolicy"]["teacher_tokens"] == \
-        compute["student"]["teacher_tokens"] + report["student_sft_onpolicy"]["compute"]["teacher_tokens"]
-    assert {"onpolicy_matches_sft_with_less_teacher_compute", "sft_then_onpolicy_not_below_sft"} <= set(report["checks"])
+    # the three arms start from one cold start on some of the filtered traces, and OPD's rollouts are the recipe's
+    arms, cold = report["arms"], report["student_coldstart"]
+    kept = report["filter_funnel"]["kept"]
+    assert cold["traces"] == min(12, kept // 2) and cold["pool"] == kept - cold["traces"]
+    assert arms["opd"]["samples_per_prompt"] == 4 and arms["opd"]["divergence"] == "reverse KL"
+    assert arms["opd"]["compute"]["teacher_forward_passes"] == 4 * cold["pool"]  # every pool prompt, 4 rollouts
+    assert arms["grpo"]["steps"] >= 1 and compute["arm-grpo"]["student_tokens_sampled"] > 0
+    assert compute["arm-grpo"]["teacher_tokens"] == compute["student-coldstart"]["teacher_tokens"]
+    assert all(compute[arm]["teacher_tokens"] > compute["student-coldstart"]["teacher_tokens"] for arm in ("arm-sft", "arm-opd"))
+    assert "onpolicy_matches_sft_with_less_teacher_compute" not in report["checks"] and "coldstart_below_teacher" in report["checks"]
+    findings = report["findings"]
+    assert {"opd_at_or_above_continued_sft_per_teacher_token", "opd_at_or_above_grpo_at_matched_rollouts",
+            "onpolicy_from_untrained_matches_sft"} <= set(findings)
+    assert all(isinstance(f["holds"], bool) for f in findings.values())
+    assert "findings (the literature's claims, measured here):" in first.stdout
     assert report["onpolicy_vs_sft"]["teacher_tokens_ratio"] > 0
-    assert "compute, student, on-policy distilled: teacher" in first.stdout
+    assert "compute, cold start + on-policy distillation: teacher" in first.stdout
     assert all(0 <= a["pass@1"] <= 1 for a in report["accuracy"].values())
     assert report["filter_funnel"]["generated"] == 48 * 2 and set(report["stage_seconds"]) == set(STAGES) - {"report"}
     assert set(report["export"]["files"]) == {"Q8_0", "Q4_K_M"} and (out / "report.png").stat().st_size > 10_000

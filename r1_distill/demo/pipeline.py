@@ -48,16 +48,24 @@ class DemoConfig:
     samples: int = 4  # K: teacher samples per prompt, and eval samples per problem
     keep_per_prompt: int = 1  # distinct problems teach a small student more than repeats of easy ones
     max_tokens: int = 96
-    # on-policy distillation (GKD, lambda 1: the student's own samples, every token scored by the GRPO
-    # teacher's full distribution) on the prompts of the filtered traces: from the untrained student, and
-    # continuing the SFT student. Forward KL: from an untrained student, reverse KL (mode-seeking on
-    # its own noise) stayed under 2% pass@1 where forward KL learned the format and some answers.
+    # on-policy distillation from the untrained student (GKD, lambda 1, every token of the student's samples scored
+    # by the GRPO teacher's full distribution): kept as a documented negative result (no published recipe starts
+    # there). Forward KL: reverse KL (mode-seeking on its own noise) stayed under 2% pass@1.
     onpolicy_divergence: str = "forward"
     onpolicy_epochs: float = 6  # about the teacher tokens SFT's sampling spent
     onpolicy_lr: float = 2e-3
-    sft_onpolicy_divergence: str = "reverse"  # GKD's and on-policy distillation's usual choice after SFT
-    sft_onpolicy_epochs: float = 1
-    sft_onpolicy_lr: float = 2e-4
+    # The experiment as the literature runs it (Thinking Machines' on-policy distillation; Qwen3): a short SFT cold
+    # start on some of the filtered traces, well below the teacher, then from that one checkpoint three arms on the
+    # other traces' prompts: on-policy distillation (reverse KL, temperature 1, several samples a prompt, rollouts of
+    # max_tokens, which close </think> on the teacher's traces), continued SFT on as many more verified traces as
+    # cost the teacher the tokens OPD's scoring did, and GRPO with the verifier on as many rollouts as OPD sampled.
+    coldstart_traces: int = 120
+    coldstart_epochs: float = 4
+    opd_samples: int = 4  # rollouts of each prompt (Thinking Machines: group_size 4)
+    opd_epochs: float = 1
+    opd_lr: float = 1e-3
+    arm_sft_epochs: float = 4
+    arm_grpo_lr: float = 1e-4
 
     @classmethod
     def fast(cls, out: str = "runs/demo-fast", seed: int = 0) -> "DemoConfig":
@@ -102,9 +110,10 @@ class DemoOptions:
         return replace(config, out=self.out) if self.out is not None else config
 
 STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teacher-grpo", "export-teacher",
-          "sample", "filter", "student-distill", "student-control", "student-onpolicy", "student-sft-onpolicy",
-          "eval-student-untrained", "eval-student", "eval-control", "eval-student-onpolicy", "eval-student-sft-onpolicy",
-          "export-student", "eval-student-gguf", "report"]
+          "sample", "filter", "student-distill", "student-control", "student-onpolicy", "student-coldstart", "arm-opd",
+          "arm-sft", "arm-grpo", "eval-student-untrained", "eval-student", "eval-control", "eval-student-onpolicy",
+          "eval-student-coldstart", "eval-arm-opd", "eval-arm-sft", "eval-arm-grpo", "export-student",
+          "eval-student-gguf", "report"]
 
 
 class Demo:
@@ -260,26 +269,79 @@ class Demo:
         return self._train("student-base", self.path("filtered", "unfiltered_control.jsonl"), "student-control",
                            self.config.student_epochs)
 
-    def _onpolicy(self, student: str, out: str, divergence: str, epochs: float, learning_rate: float) -> dict:
+    def _onpolicy(self, student: str, out: str, traces: Path, *, divergence: str, epochs: float, learning_rate: float,
+                  samples_per_prompt: int = 1) -> dict:
         from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
 
         c = self.config
         m = train_on_policy(OnPolicyConfig(
             student=str(self.path("models", student)), teacher=str(self.path("models", "teacher-grpo")),
-            traces=str(self.path("filtered", "kept.jsonl")), out=str(self.path("models", out)), lmbda=1.0,
-            divergence=divergence, max_new_tokens=c.max_tokens, learning_rate=learning_rate, epochs=epochs, max_length=256,
-            effective_batch=16, per_device_batch=16, save_steps=100_000, seed=c.seed, models_file=self.registry,
-            print_logs=False))
-        return {k: m[k] for k in ("prompts", "divergence", "steps", "first_loss", "final_loss", "train_runtime_s", "compute")}
+            traces=str(traces), out=str(self.path("models", out)), lmbda=1.0, divergence=divergence, temperature=1.0,
+            max_new_tokens=c.max_tokens, samples_per_prompt=samples_per_prompt, learning_rate=learning_rate,
+            epochs=epochs, max_length=256, effective_batch=16, per_device_batch=16, save_steps=100_000, seed=c.seed,
+            models_file=self.registry, print_logs=False))
+        return {k: m[k] for k in ("prompts", "samples_per_prompt", "divergence", "steps", "first_loss", "final_loss",
+                                  "train_runtime_s", "compute")}
 
     def stage_student_onpolicy(self) -> dict:
         c = self.config
-        return self._onpolicy("student-base", "student-onpolicy", c.onpolicy_divergence, c.onpolicy_epochs, c.onpolicy_lr)
+        return self._onpolicy("student-base", "student-onpolicy", self.path("filtered", "kept.jsonl"),
+                              divergence=c.onpolicy_divergence, epochs=c.onpolicy_epochs, learning_rate=c.onpolicy_lr)
 
-    def stage_student_sft_onpolicy(self) -> dict:
+    # -- the three arms from one cold start ----------------------------------------------------------
+    def stage_student_coldstart(self) -> dict:
+        """Some of the filtered traces (a seeded draw) for the cold start; the rest are the arms' pool."""
+        kept = read_traces(self.path("filtered", "kept.jsonl"))
+        random.Random(self.config.seed).shuffle(kept)
+        n = min(self.config.coldstart_traces, len(kept) // 2)
+        write_traces(self.path("arms", "coldstart.jsonl"), kept[:n])
+        write_traces(self.path("arms", "pool.jsonl"), kept[n:])
+        write_text_atomic(self.path("arms", "pool_prompts.jsonl"), "".join(
+            json.dumps({"id": r.problem_id, "problem": r.problem, "answer": r.reference_answer}) + "\n" for r in kept[n:]))
+        figures = self._train("student-base", self.path("arms", "coldstart.jsonl"), "student-coldstart",
+                              self.config.coldstart_epochs)
+        return {**figures, "traces": n, "pool": len(kept) - n}
+
+    def stage_arm_opd(self) -> dict:
         c = self.config
-        return self._onpolicy("student", "student-sft-onpolicy", c.sft_onpolicy_divergence, c.sft_onpolicy_epochs,
-                              c.sft_onpolicy_lr)
+        return self._onpolicy("student-coldstart", "arm-opd", self.path("arms", "pool.jsonl"), divergence="reverse",
+                              epochs=c.opd_epochs, learning_rate=c.opd_lr, samples_per_prompt=c.opd_samples)
+
+    def stage_arm_sft(self) -> dict:
+        """Continued SFT on as many more verified traces as cost the teacher OPD's teacher tokens (sampling spends
+        the teacher's tokens on every trace, kept or not: each kept trace costs the total over the kept)."""
+        from .report import sampling_compute
+
+        per_trace = sampling_compute(self.path("traces"))["teacher_tokens"] / self.state["stages"]["filter"]["kept"]
+        target = self.state["stages"]["arm-opd"]["compute"]["teacher_tokens"]
+        pool = read_traces(self.path("arms", "pool.jsonl"))
+        n = max(1, min(len(pool), round(target / per_trace)))
+        write_traces(self.path("arms", "sft.jsonl"), pool[:n])
+        figures = self._train("student-coldstart", self.path("arms", "sft.jsonl"), "arm-sft", self.config.arm_sft_epochs)
+        return {**figures, "traces": n, "pool": len(pool), "teacher_tokens_per_kept_trace": round(per_trace, 1),
+                "pool_exhausted": n == len(pool) and n < round(target / per_trace)}
+
+    def stage_arm_grpo(self) -> dict:
+        """GRPO with the verifier (correctness, format) on as many rollouts as OPD sampled, no teacher."""
+        from r1_distill.distill.grpo import GRPORunConfig, grpo
+
+        c = self.config
+        rollouts = self.state["stages"]["arm-opd"]["compute"]["teacher_forward_passes"]
+        # a step takes whole groups of distinct prompts: no more prompts a step than the pool has
+        prompts_per_step = min(c.grpo_prompts_per_step, self.state["stages"]["student-coldstart"]["pool"])
+        per_step = c.grpo_generations * prompts_per_step
+        steps = max(1, round(rollouts / per_step))
+        out = self.path("models", "arm-grpo")
+        m = grpo(GRPORunConfig(model=str(self.path("models", "student-coldstart")),
+                               prompts=str(self.path("arms", "pool_prompts.jsonl")), out=str(out), steps=steps,
+                               learning_rate=c.arm_grpo_lr, num_generations=c.grpo_generations,
+                               prompts_per_step=prompts_per_step, max_completion_length=c.max_tokens,
+                               prompt_suffix="", save_steps=100_000, seed=c.seed, models_file=self.registry,
+                               print_logs=False))
+        history = json.loads((out / "log_history.json").read_text())
+        sampled = round(sum(h["completions/mean_length"] * per_step for h in history if "completions/mean_length" in h))
+        return {"steps": m["steps"], "rollouts": steps * per_step, "rewards": m["rewards"],
+                "train_runtime_s": m["train_runtime_s"], "student_sampled_tokens": sampled}
 
     def stage_eval_student_untrained(self) -> dict:
         return self._eval(str(self.path("models", "student-base")), "student-untrained")
@@ -293,8 +355,17 @@ class Demo:
     def stage_eval_student_onpolicy(self) -> dict:
         return self._eval(str(self.path("models", "student-onpolicy")), "student-onpolicy")
 
-    def stage_eval_student_sft_onpolicy(self) -> dict:
-        return self._eval(str(self.path("models", "student-sft-onpolicy")), "student-sft-onpolicy")
+    def stage_eval_student_coldstart(self) -> dict:
+        return self._eval(str(self.path("models", "student-coldstart")), "student-coldstart")
+
+    def stage_eval_arm_opd(self) -> dict:
+        return self._eval(str(self.path("models", "arm-opd")), "arm-opd")
+
+    def stage_eval_arm_sft(self) -> dict:
+        return self._eval(str(self.path("models", "arm-sft")), "arm-sft")
+
+    def stage_eval_arm_grpo(self) -> dict:
+        return self._eval(str(self.path("models", "arm-grpo")), "arm-grpo")
 
     def stage_export_student(self) -> dict:
         return self._export("student", "student", ["Q8_0", "Q4_K_M"])
