@@ -200,8 +200,7 @@ def export_gguf(config: ExportConfig) -> dict:
     source = _resolve_model(config.model)
     template = read_template(config.chat_template or trained_format(source) or "r1-distill")
     adapter = _is_adapter(source)
-    if not adapter:
-        arch = _architecture(source)
+    arch = None if adapter else _architecture(source)
     if config.imatrix and not Path(config.imatrix).is_file():
         raise UserError(f"importance matrix {config.imatrix} does not exist")
     name = config.name or source.resolve().name
@@ -210,7 +209,6 @@ def export_gguf(config: ExportConfig) -> dict:
     clean_stale_staging(out)
     if not adapter:
         _check_disk(out, source, quants, adapter)
-
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
     timings: dict[str, float] = {}
     report: dict = {"model": name, "source": str(source), "adapter": adapter, "quants": quants, "files": {}}
@@ -225,49 +223,68 @@ def export_gguf(config: ExportConfig) -> dict:
                     arch = _architecture(model_dir)
                     report["base"] = config.base or "(from adapter_config.json)"
             hf_view = _stage_hf_folder(model_dir, staging / "hf", template, registry.defaults.sampling)
-            f16 = staging / f"{name}-F16.gguf"
-            with progress.step("convert F16"), _timed(timings, "convert"):
-                run_converter(hf_view, f16, "f16", model_name=name)
-            with progress.step("verify F16"), _timed(timings, "verify F16"):
-                reference = hf_reference(model_dir, config.greedy_tokens)
-                check = check_file(f16, reference, greedy_tokens=config.greedy_tokens, threads=config.threads)
-                parity = passes_parity(check, config.f16_tolerance)
-                report["files"]["F16"] = {**as_dict(check), "parity": parity, "tolerance": config.f16_tolerance}
-                if not parity:
-                    raise UserError(
-                        f"the F16 GGUF does not match the HF model (max logit difference {check.max_abs_logit_diff:.2e}, "
-                        f"tokenization identical: {check.tokenization_identical}); nothing was written"
-                    )
-            built = {"F16": f16} if "F16" in quants else {}
-            for quant in quants:
-                if quant == "F16":
-                    continue
-                target = staging / f"{name}-{quant}.gguf"
-                with progress.step(f"quantize {quant}"), _timed(timings, f"quantize {quant}"):
-                    quantize(f16, target, quant, threads=config.threads,
-                             imatrix=Path(config.imatrix) if config.imatrix else None)
-                with progress.step(f"verify {quant}"), _timed(timings, f"verify {quant}"):
-                    check = check_file(target, reference, greedy_tokens=config.greedy_tokens, threads=config.threads)
-                    entry = as_dict(check)
-                    if quant in FLOAT_TYPES:
-                        entry["parity"] = passes_parity(check, config.f16_tolerance)
-                    report["files"][quant] = entry
-                built[quant] = target
-        for quant, path in built.items():
-            final = out / path.name
-            report["files"][quant].update(path=final.name, bytes=path.stat().st_size)
-            os.replace(path, final)
-        report["files"] = {q: report["files"][q] for q in quants}
+            f16, reference = _f16_file(config, name, hf_view, model_dir, staging, progress, timings, report)
+            built = _quantized_files(config, name, quants, f16, reference, staging, progress, timings, report)
         report.update(architecture=arch, prompts=len(reference.texts), greedy_tokens=config.greedy_tokens,
                       timings_s={k: round(v, 3) for k, v in timings.items()})
-        default_file = built.get("Q4_K_M", next(iter(built.values())))
-        write_text_atomic(out / "Modelfile", modelfile_text(default_file.name, registry.defaults.sampling))
-        write_json_atomic(out / "export_report.json", report)
-        write_manifest(out, "export", config=config, inputs={"model": str(source), "base": config.base},
-                       outputs={q: f"{name}-{q}.gguf" for q in built}, metrics=report["files"])
+        _publish(config, out, name, source, quants, built, report, registry.defaults.sampling)
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _f16_file(config: ExportConfig, name: str, hf_view: Path, model_dir: Path, staging: Path, progress, timings: dict,
+              report: dict):
+    """The F16 GGUF from llama.cpp's converter, verified against the HF model: (file, the HF reference)."""
+    f16 = staging / f"{name}-F16.gguf"
+    with progress.step("convert F16"), _timed(timings, "convert"):
+        run_converter(hf_view, f16, "f16", model_name=name)
+    with progress.step("verify F16"), _timed(timings, "verify F16"):
+        reference = hf_reference(model_dir, config.greedy_tokens)
+        check = check_file(f16, reference, greedy_tokens=config.greedy_tokens, threads=config.threads)
+        parity = passes_parity(check, config.f16_tolerance)
+        report["files"]["F16"] = {**as_dict(check), "parity": parity, "tolerance": config.f16_tolerance}
+        if not parity:
+            raise UserError(
+                f"the F16 GGUF does not match the HF model (max logit difference {check.max_abs_logit_diff:.2e}, "
+                f"tokenization identical: {check.tokenization_identical}); nothing was written"
+            )
+    return f16, reference
+
+
+def _quantized_files(config: ExportConfig, name: str, quants: list[str], f16: Path, reference, staging: Path,
+                     progress, timings: dict, report: dict) -> dict[str, Path]:
+    """Each asked-for quant of the F16 file, each verified against the HF reference."""
+    built = {"F16": f16} if "F16" in quants else {}
+    for quant in quants:
+        if quant == "F16":
+            continue
+        target = staging / f"{name}-{quant}.gguf"
+        with progress.step(f"quantize {quant}"), _timed(timings, f"quantize {quant}"):
+            quantize(f16, target, quant, threads=config.threads, imatrix=Path(config.imatrix) if config.imatrix else None)
+        with progress.step(f"verify {quant}"), _timed(timings, f"verify {quant}"):
+            check = check_file(target, reference, greedy_tokens=config.greedy_tokens, threads=config.threads)
+            entry = as_dict(check)
+            if quant in FLOAT_TYPES:
+                entry["parity"] = passes_parity(check, config.f16_tolerance)
+            report["files"][quant] = entry
+        built[quant] = target
+    return built
+
+
+def _publish(config: ExportConfig, out: Path, name: str, source: Path, quants: list[str], built: dict[str, Path],
+             report: dict, sampling) -> None:
+    """The verified files moved into OUT, with the Modelfile, the report and the manifest."""
+    for quant, path in built.items():
+        final = out / path.name
+        report["files"][quant].update(path=final.name, bytes=path.stat().st_size)
+        os.replace(path, final)
+    report["files"] = {q: report["files"][q] for q in quants}
+    default_file = built.get("Q4_K_M", next(iter(built.values())))
+    write_text_atomic(out / "Modelfile", modelfile_text(default_file.name, sampling))
+    write_json_atomic(out / "export_report.json", report)
+    write_manifest(out, "export", config=config, inputs={"model": str(source), "base": config.base},
+                   outputs={q: f"{name}-{q}.gguf" for q in built}, metrics=report["files"])
 
 
 class _timed:

@@ -305,26 +305,15 @@ def _data_parallel(config: GenerateConfig, teacher: ResolvedTeacher) -> dict:
 
 def generate(config: GenerateConfig) -> dict:
     registry = load_registry(config.models_file)
-    defaults = registry.defaults.sampling
-    samples = config.samples or defaults.samples
+    samples = config.samples or registry.defaults.sampling.samples
     if samples < 1 or config.concurrency < 1:
         raise UserError("--samples and --concurrency must be at least 1")
     prompts = load_prompts(config.prompts, problem_field=config.problem_field, answer_field=config.answer_field,
                            id_field=config.id_field, split=config.split, limit=config.limit)
     teacher = resolve_teacher(config, registry)
-    kinds = {p.kind for p in prompts}
-    if len(kinds) > 1:
-        raise UserError(f"{config.prompts} mixes math and code problems (records with a 'tests' field are code): "
-                        "sample them in two runs, into two --out folders, since they take different instructions")
-    sampling = backends.Sampling(
-        temperature=defaults.temperature if config.temperature is None else config.temperature,
-        top_p=defaults.top_p if config.top_p is None else config.top_p,
-        max_tokens=config.max_tokens or defaults.max_new_tokens,
-        prompt_suffix=CODE_PROMPT_SUFFIX if kinds == {"code"} else defaults.prompt_suffix,
-        system_prompt=defaults.system_prompt, seed=config.seed)
+    sampling = _sampling(config, registry.defaults.sampling, {p.kind for p in prompts})
     if teacher.backend == "openai":
         backends.preflight_openai(teacher.endpoints, teacher.api_key, teacher.model)
-
     out = Path(config.out)
     if config.shard is None:  # engine processes of a data-parallel run share their parent's claim
         resume.claim(out, resume.identity_of(teacher.name, teacher.model, teacher.backend, sampling))
@@ -334,10 +323,7 @@ def generate(config: GenerateConfig) -> dict:
         if teacher.backend not in ("vllm", "transformers"):
             raise UserError("--data-parallel-size is for local engines (vllm, transformers); an endpoint scales with --endpoints")
         out.mkdir(parents=True, exist_ok=True)
-        summary = _data_parallel(config, teacher)
-        write_manifest(out, "generate", config=config, inputs={"prompts": config.prompts, "teacher": teacher.name},
-                       outputs={"shards": sorted(p.name for p in out.glob(TRACE_SHARD_GLOB))}, metrics=summary)
-        return summary
+        return _finish(config, teacher, _data_parallel(config, teacher))
     if config.shard is not None:
         rank, size = config.shard
         prompts = prompts[rank::size]
@@ -349,7 +335,25 @@ def generate(config: GenerateConfig) -> dict:
     if not jobs:
         return summary
     out.mkdir(parents=True, exist_ok=True)
-    shard = next_shard(out, config.shard[0] if config.shard else None)
+    _sample(config, teacher, sampling, jobs, summary, next_shard(out, config.shard[0] if config.shard else None))
+    return _finish(config, teacher, summary)
+
+
+def _sampling(config: GenerateConfig, defaults, kinds: set) -> backends.Sampling:
+    """The sampling settings: the flags, else models.yaml's; the code instruction for code problems."""
+    if len(kinds) > 1:
+        raise UserError(f"{config.prompts} mixes math and code problems (records with a 'tests' field are code): "
+                        "sample them in two runs, into two --out folders, since they take different instructions")
+    return backends.Sampling(
+        temperature=defaults.temperature if config.temperature is None else config.temperature,
+        top_p=defaults.top_p if config.top_p is None else config.top_p,
+        max_tokens=config.max_tokens or defaults.max_new_tokens,
+        prompt_suffix=CODE_PROMPT_SUFFIX if kinds == {"code"} else defaults.prompt_suffix,
+        system_prompt=defaults.system_prompt, seed=config.seed)
+
+
+def _sample(config: GenerateConfig, teacher: ResolvedTeacher, sampling, jobs, summary: dict, shard: Path) -> None:
+    """Run `jobs` on the teacher's backend, each trace appended to `shard` as it comes, with a progress bar."""
     lock = threading.Lock()
     started = time.perf_counter()
 
@@ -360,7 +364,8 @@ def generate(config: GenerateConfig) -> dict:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
     with Progress(*columns, disable=not config.show_progress, transient=False) as bar:
-        task = bar.add_task(f"generate ({teacher.backend})", total=total, completed=total - len(jobs), rate="")
+        task = bar.add_task(f"generate ({teacher.backend})", total=summary["total"],
+                            completed=summary["already_done"], rate="")
 
         def progress(record: TraceRecord) -> None:
             summary["generated"] += 1
@@ -369,21 +374,30 @@ def generate(config: GenerateConfig) -> dict:
             bar.update(task, advance=1, rate=f"{summary['generated'] / elapsed:.2f} traces/s, "
                                              f"{summary['completion_tokens'] / elapsed:.0f} tok/s")
 
-        common = dict(teacher=teacher.name, sampling=sampling, progress=progress)
-        if teacher.backend == "openai":
-            backends.run_openai(jobs, write, endpoints=teacher.endpoints, api_key=teacher.api_key, model=teacher.model,
-                                concurrency=config.concurrency, **common)
-        elif teacher.backend == "llamacpp":
-            backends.run_llamacpp(jobs, write, model_path=config.teacher, concurrency=config.concurrency,
-                                  ctx=config.ctx, **common)
-        elif teacher.backend == "transformers":
-            backends.run_transformers(jobs, write, model_id=teacher.model, batch_size=config.batch_size, **common)
-        else:
-            backends.run_vllm(jobs, write, model_id=teacher.model, tensor_parallel_size=teacher.tensor_parallel_size,
-                              max_model_len=teacher.max_model_len, **common)
+        _run_backend(config, teacher, jobs, write, dict(teacher=teacher.name, sampling=sampling, progress=progress))
     elapsed = time.perf_counter() - started
     summary.update(seconds=round(elapsed, 3), traces_per_s=round(summary["generated"] / elapsed, 3),
                    tokens_per_s=round(summary["completion_tokens"] / elapsed, 1))
+
+
+def _run_backend(config: GenerateConfig, teacher: ResolvedTeacher, jobs, write, common: dict) -> None:
+    if teacher.backend == "openai":
+        backends.run_openai(jobs, write, endpoints=teacher.endpoints, api_key=teacher.api_key, model=teacher.model,
+                            concurrency=config.concurrency, **common)
+    elif teacher.backend == "llamacpp":
+        backends.run_llamacpp(jobs, write, model_path=config.teacher, concurrency=config.concurrency,
+                              ctx=config.ctx, **common)
+    elif teacher.backend == "transformers":
+        backends.run_transformers(jobs, write, model_id=teacher.model, batch_size=config.batch_size, **common)
+    else:
+        backends.run_vllm(jobs, write, model_id=teacher.model, tensor_parallel_size=teacher.tensor_parallel_size,
+                          max_model_len=teacher.max_model_len, **common)
+
+
+def _finish(config: GenerateConfig, teacher: ResolvedTeacher, summary: dict) -> dict:
+    out = Path(config.out)
     write_manifest(out, "generate", config=config, inputs={"prompts": config.prompts, "teacher": teacher.name},
                    outputs={"shards": sorted(p.name for p in out.glob(TRACE_SHARD_GLOB))}, metrics=summary)
     return summary
+
+
