@@ -48,6 +48,9 @@ class Metrics:
                   "prompt_tokens_reused_total": stats.get("prompt_tokens_reused", 0),
                   "prompt_cache_restores_total": stats.get("prompt_cache_restores", 0),
                   "reasoning_loops_closed_total": stats.get("reasoning_loops_closed", 0)}
+        cache = getattr(engine, "prompt_cache", None)
+        gauges["prompt_cache_saves_total"] = getattr(cache, "saves", 0)
+        gauges["prompt_cache_save_seconds_total"] = round(getattr(cache, "save_seconds", 0.0), 6)
         for name, value in gauges.items():
             lines += [f"# TYPE r1_distill_{name} {'counter' if name.endswith('_total') else 'gauge'}",
                       f"r1_distill_{name} {value}"]

@@ -2,8 +2,9 @@
 
 One context holds `parallel` sequences (slots), each with its own KV cache of `ctx` tokens. A single
 engine thread loops: admit queued requests into free slots (first come, first served; each into the
-free slot whose cached tokens share the longest prefix with its prompt, so a chat's history or a
-repeated system prompt is not prefilled again), put every active slot's next tokens into one batch
+free slot that costs least: its prompt's tokens left to prefill plus a tenth of the cached tokens it
+would drop, so a chat's history or a repeated system prompt is not prefilled again and a long prompt is
+not pushed out while an empty or short slot is free), put every active slot's next tokens into one batch
 (one sampled token per decoding slot first, then prompt chunks, oldest request first), decode once,
 then sample each slot (see :mod:`.sampling`). A cancelled request (a client that went away) frees
 its slot before the next step, also when the cancel lands while the request moves from queue to slot.
@@ -37,7 +38,7 @@ import numpy as np
 from r1_distill.errors import UserError
 
 from .loop_guard import LoopDetector, LoopGuard
-from .prompt_cache import MIN_TOKENS, PromptCache
+from .prompt_cache import PromptCache
 from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
 from .text_stream import TextStream
 from .threads import physical_cores
@@ -307,7 +308,7 @@ class BatchEngine:
             if cancelled.is_set():
                 self.stats["cancelled"] += 1
                 continue
-            slot = max(free, key=lambda s: (common_prefix(s.cached, request.prompt_tokens), -s.last_used))
+            slot = self._pick_slot(free, request.prompt_tokens)
             try:
                 self._restore_saved_prompt(slot, request.prompt_tokens)
             except Exception:  # a cache miss, never an error
@@ -321,11 +322,22 @@ class BatchEngine:
             self.stats["prompt_tokens"] += len(request.prompt_tokens)
             self.stats["prompt_tokens_reused"] += slot.reused
 
+    @staticmethod
+    def _pick_slot(free: list[_Slot], prompt: list[int]) -> _Slot:
+        """The free slot that costs least: the prompt's tokens left to prefill, plus a tenth of the cached
+        tokens the slot would drop (a long prompt kept in its slot, not saved to RAM in this request's path
+        while an empty or short slot is free); ties to the least recently used."""
+        def cost(slot: _Slot) -> tuple[float, float]:
+            shared = common_prefix(slot.cached, prompt)
+            return (len(prompt) - shared) + 0.1 * (len(slot.cached) - shared), slot.last_used
+
+        return min(free, key=cost)
+
     def _restore_saved_prompt(self, slot: _Slot, prompt: list[int]) -> None:
         """If a prompt saved in RAM shares more with `prompt` than `slot` does, load it into the slot."""
         have = common_prefix(slot.cached, prompt)
         key, shared = self.prompt_cache.best(prompt, common_prefix)
-        if key is None or shared < have + MIN_TOKENS:
+        if key is None or not self.prompt_cache.worth_restoring(key, shared - have):
             return
         self.prompt_cache.save_before_overwrite(slot.seq_id, slot.cached, have)
         tokens = self.prompt_cache.restore(key, slot.seq_id)
