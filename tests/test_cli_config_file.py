@@ -42,5 +42,9 @@ def test_an_unknown_key_names_the_stage_and_its_options(tmp_path):
 
 
 def test_every_stage_takes_a_config_file():
+    from typer.testing import CliRunner
+
+    from r1_distill.cli import app
+
     for stage in STAGES:
-        assert "--config FILE.yaml" in cli(stage, "--help").stdout, stage
+        assert "--config FILE.yaml" in CliRunner().invoke(app, [stage, "--help"], terminal_width=200).output, stage

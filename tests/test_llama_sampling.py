@@ -1,10 +1,12 @@
 """The llama.cpp runtime's token choice (r1_distill.llama.sampling), on plain logits."""
 
 import numpy as np
+import pytest
 
 from r1_distill.llama.sampling import sample_token
 
 
+@pytest.mark.slow  # many draws for the statistics: 10 s
 def test_sample_token_is_exact_nucleus_sampling():
     rng = np.random.default_rng(0)
     probs = np.array([0.5, 0.3, 0.15, 0.05])
