@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from r1_distill.errors import UserError
-from r1_distill.llama.engine import BatchEngine
+from r1_distill.llama.engine import BatchEngine, Speculation
+from r1_distill.llama.speculation import check_draft_vocabulary
 from r1_distill.registry import load_registry
 
 from .api_router import router
@@ -39,9 +40,27 @@ __all__ = ["ServerConfig", "create_app", "serve", "cors_from_env"]
 def _engine_factory(config: ServerConfig) -> Callable[[], BatchEngine]:
     def factory() -> BatchEngine:
         return BatchEngine(config.model, parallel=config.parallel, ctx=config.ctx, threads=config.threads,
-                           max_queue=config.max_queue)
+                           max_queue=config.max_queue, speculation=speculation(config))
 
     return factory
+
+
+def speculation(config: ServerConfig) -> Speculation:
+    return Speculation(draft_model=config.draft, lookup=config.lookup, draft_max=config.draft_max,
+                       draft_p_min=config.draft_p_min)
+
+
+def check_speculation(config: ServerConfig) -> None:
+    """--draft/--lookup refused before the server starts: one line naming what is wrong."""
+    if config.draft and config.lookup:
+        raise UserError("--draft and --lookup are two ways of drafting: give one of them")
+    if config.lookup < 0 or config.draft_max < 1 or not 0.0 <= config.draft_p_min <= 1.0:
+        raise UserError("--lookup must be 0 or more, --draft-max at least 1 and --draft-p-min between 0 and 1")
+    if config.draft:
+        draft = Path(config.draft)
+        if not draft.is_file() or draft.suffix != ".gguf":
+            raise UserError(f"--draft {config.draft}: not a .gguf file (a smaller model exported with `r1-distill export --gguf`)")
+        check_draft_vocabulary(config.model, config.draft)
 
 
 def _lifespan(runtime: Runtime):
@@ -103,6 +122,7 @@ def serve(config: ServerConfig) -> None:
         raise UserError("--parallel must be at least 1 and --ctx at least 64")
     if config.threads is not None and config.threads < 1:
         raise UserError("--threads must be at least 1")
+    check_speculation(config)
     if not config.cors_origins:
         config.cors_origins = cors_from_env()
     config.exit_on_engine_failure = True

@@ -21,6 +21,14 @@ class ServerConfig:
     ctx: int = option(4096, help="Context tokens per slot.")
     threads: Optional[int] = option(None, help="CPU threads (default: the machine's physical cores, as llama-server).")
     max_queue: int = option(64, help="Requests waiting for a slot before 503.")
+    draft: Optional[str] = option(None, metavar="FILE.gguf", help=(
+        "Speculative decoding with a draft model: a smaller GGUF with the same vocabulary (the 1.5B student for "
+        "a 7B one, or the model's own Q4 for its Q8); output is unchanged, only faster where drafts are accepted."))
+    draft_max: int = option(16, help="The draft model's tokens per step at most (llama-server's --draft-max).")
+    draft_p_min: float = option(0.75, help="The draft model stops drafting where its top probability is lower.")
+    lookup: int = option(0, metavar="N", help=(
+        "Speculative decoding by prompt lookup: draft up to N tokens that followed the last n-gram's earlier "
+        "occurrence in the prompt or output (0: off; not with --draft)."))
     model_name: Optional[str] = option(None, help="Model id in the API (default: the file's stem).", flags=("--name",))
     models_file: Optional[str] = internal(None)
     cors_origins: list[str] = option(  # e.g. ["*"] or ["http://localhost:3000"]

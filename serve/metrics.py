@@ -47,7 +47,11 @@ class Metrics:
                   "decode_calls_total": stats.get("decode_calls", 0),
                   "prompt_tokens_reused_total": stats.get("prompt_tokens_reused", 0),
                   "prompt_cache_restores_total": stats.get("prompt_cache_restores", 0),
-                  "reasoning_loops_closed_total": stats.get("reasoning_loops_closed", 0)}
+                  "reasoning_loops_closed_total": stats.get("reasoning_loops_closed", 0),
+                  "draft_tokens_total": stats.get("draft_tokens", 0),
+                  "draft_tokens_accepted_total": stats.get("draft_tokens_accepted", 0)}
+        drafted = stats.get("draft_tokens", 0)
+        gauges["draft_acceptance_rate"] = round(stats.get("draft_tokens_accepted", 0) / drafted, 6) if drafted else 0.0
         cache = getattr(engine, "prompt_cache", None)
         gauges["prompt_cache_saves_total"] = getattr(cache, "saves", 0)
         gauges["prompt_cache_save_seconds_total"] = round(getattr(cache, "save_seconds", 0.0), 6)

@@ -77,15 +77,24 @@ def usage_totals(dones: list[Event], prompt_counted: list[bool]) -> dict:
     cached = sum(d.usage.get("cached_tokens", 0) for d, first in zip(dones, prompt_counted) if first)
     completion = sum(d.usage["completion_tokens"] for d in dones)
     reasoning = sum(d.usage["reasoning_tokens"] for d in dones)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "reasoning_tokens": reasoning, "cached_tokens": cached}
+    totals = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+              "reasoning_tokens": reasoning, "cached_tokens": cached}
+    if any("draft_tokens" in d.usage for d in dones):  # speculative decoding on
+        totals["draft_tokens"] = sum(d.usage.get("draft_tokens", 0) for d in dones)
+        totals["draft_tokens_accepted"] = sum(d.usage.get("draft_tokens_accepted", 0) for d in dones)
+    return totals
 
 
 def usage_block(u: dict) -> dict:
-    """Usage as Chat Completions and Completions write it."""
+    """Usage as Chat Completions and Completions write it; speculative decoding's drafts as OpenAI's predicted
+    outputs count theirs (accepted_prediction_tokens, rejected_prediction_tokens)."""
+    details = {"reasoning_tokens": u["reasoning_tokens"]}
+    if "draft_tokens" in u:
+        details["accepted_prediction_tokens"] = u["draft_tokens_accepted"]
+        details["rejected_prediction_tokens"] = u["draft_tokens"] - u["draft_tokens_accepted"]
     return {"prompt_tokens": u["prompt_tokens"], "completion_tokens": u["completion_tokens"],
             "total_tokens": u["total_tokens"], "prompt_tokens_details": {"cached_tokens": u["cached_tokens"]},
-            "completion_tokens_details": {"reasoning_tokens": u["reasoning_tokens"]}}
+            "completion_tokens_details": details}
 
 
 def logprob_entry(engine: BatchEngine, data: dict) -> dict:

@@ -69,8 +69,15 @@ def tiny_gguf(tmp_path_factory, hub_student_qwen2) -> Path:
     from r1_distill.export.pipeline import ExportConfig, export_gguf
 
     out = tmp_path_factory.mktemp("tiny-gguf")
-    export_gguf(ExportConfig(model=str(hub_student_qwen2), out=str(out), quants=["Q4_K_M"], name="tiny-qwen2", greedy_tokens=4))
+    export_gguf(ExportConfig(model=str(hub_student_qwen2), out=str(out), quants=["Q4_K_M", "Q8_0"], name="tiny-qwen2",
+                             greedy_tokens=4))
     return out / "tiny-qwen2-Q4_K_M.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_q8(tiny_gguf) -> Path:
+    """The same student's Q8_0 (exported beside the Q4_K_M): a draft model that shares its vocabulary."""
+    return tiny_gguf.with_name("tiny-qwen2-Q8_0.gguf")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,11 @@ A thinking budget closes the thinking by injecting ``\\n</think>\\n\\n`` once th
 that many reasoning tokens; s1's budget forcing does the opposite, replacing an early ``</think>``
 with "Wait" up to N times. A request with a :class:`~.loop_guard.LoopGuard` has its thinking closed
 the same way when the thinking starts repeating itself (``thinking_closed`` in its usage: "loop").
+
+Speculative decoding (a :class:`Speculation`: a draft model or prompt lookup, see :mod:`.speculation`):
+each decoding slot's drafted tokens go into the same batch as its next token, with logits at every
+position; the slot then samples position by position and keeps the drafts it sampled, so the output
+is the plain decode's. Drafted and accepted counts are in ``stats`` and each request's usage.
 """
 
 from __future__ import annotations
@@ -40,10 +45,24 @@ from r1_distill.errors import UserError
 from .loop_guard import LoopDetector, LoopGuard
 from .prompt_cache import PromptCache
 from .sampling import LlamaSamplers, Penalties, log_softmax, sample_token, top_logprobs
+from .speculation import DraftModel, PromptLookup
 from .text_stream import TextStream
 from .threads import physical_cores
 
 CLOSE_THINKING = "\n</think>\n\n"
+
+
+@dataclass
+class Speculation:
+    """Speculative decoding's settings: a draft model's GGUF or prompt lookup (not both)."""
+    draft_model: str | None = None
+    lookup: int = 0  # draft this many tokens by prompt lookup (0: off)
+    draft_max: int = 16  # a draft model's tokens a step at most (llama-server's --draft-max)
+    draft_p_min: float = 0.75  # a draft model stops where its top probability is lower (--draft-p-min)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.draft_model) or self.lookup > 0
 
 
 class QueueFull(Exception):
@@ -111,6 +130,7 @@ class _Slot:
         self.started = self.admitted = 0.0
         self.first_token_at: float | None = None
         self.rng: np.random.Generator | None = None
+        self.drafted = self.accepted = 0
 
     def start(self, request: GenerationRequest, emit, cancelled: threading.Event, engine: "BatchEngine") -> None:
         self.request, self.emit, self.cancelled = request, emit, cancelled
@@ -134,6 +154,7 @@ class _Slot:
         self.first_token_at: float | None = None
         self.rng = np.random.default_rng(request.seed if request.seed is not None else None)
         self.samplers = None
+        self.drafted = self.accepted = 0
         if request.penalties is not None or request.grammar or request.logit_bias:
             self.samplers = LlamaSamplers(engine.L, engine.vocab, engine.n_vocab, penalties=request.penalties,
                                           gbnf=request.grammar, logit_bias=request.logit_bias)
@@ -149,7 +170,8 @@ class _Slot:
 class BatchEngine:
     def __init__(self, model_path: str, *, parallel: int = 4, ctx: int = 4096, threads: int | None = None,
                  max_queue: int = 64, n_batch: int = 2048, n_ubatch: int = 512, verbose: bool = False,
-                 on_failure: Callable[[str], None] | None = None, prompt_cache_bytes: int = 1 << 30):
+                 on_failure: Callable[[str], None] | None = None, prompt_cache_bytes: int = 1 << 30,
+                 speculation: Speculation | None = None):
         import llama_cpp as L
         from llama_cpp._logger import set_verbose
 
@@ -178,6 +200,13 @@ class BatchEngine:
             raise UserError(f"llama.cpp could not create a context of {ctx} x {parallel} tokens: lower --ctx or --parallel")
         self.memory = L.llama_get_memory(self.ctx)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.speculation = speculation or Speculation()
+        try:
+            self.drafter = self._drafter(self.speculation)
+        except BaseException:
+            L.llama_free(self.ctx)
+            L.llama_model_free(self.model)
+            raise
         self.metadata = self._read_metadata()
         self.batch = L.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(parallel)]
@@ -189,7 +218,7 @@ class BatchEngine:
         self.failure: str | None = None
         self.stats = {"decode_calls": 0, "tokens_generated": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0,
                       "cancelled": 0, "request_errors": 0, "prompt_cache_restores": 0,
-                      "reasoning_loops_closed": 0}
+                      "reasoning_loops_closed": 0, "draft_tokens": 0, "draft_tokens_accepted": 0}
         think_close = self.tokenize("</think>", special=True)
         self.think_close_token = think_close[0] if len(think_close) == 1 else None
         self.close_thinking_tokens = self.tokenize(CLOSE_THINKING, special=True)
@@ -198,6 +227,17 @@ class BatchEngine:
         self.eog_tokens = np.array([t for t in range(self.n_vocab) if self.is_eog(t)], dtype=np.int64)
         self.thread = threading.Thread(target=self._run, name="r1-distill-engine", daemon=True)
         self.thread.start()
+
+    def _drafter(self, spec: Speculation):
+        if spec.draft_model and spec.lookup:
+            raise UserError("--draft and --lookup are two ways of drafting: give one of them")
+        if spec.lookup:
+            return PromptLookup(spec.lookup)
+        if spec.draft_model:
+            return DraftModel(self.L, spec.draft_model, self.vocab, parallel=self.parallel, ctx=self.ctx_per_slot,
+                              threads=self.threads, max_tokens=spec.draft_max, p_min=spec.draft_p_min,
+                              n_batch=self.n_batch)
+        return None
 
     # -- model facts ------------------------------------------------------------------------------
     def _read_metadata(self) -> dict[str, str]:
@@ -281,6 +321,8 @@ class BatchEngine:
         for slot in self.slots:
             if slot.samplers is not None:
                 slot.samplers.close()
+        if self.drafter is not None:
+            self.drafter.close()
         L.llama_batch_free(self.batch)
         L.llama_free(self.ctx)
         L.llama_model_free(self.model)
@@ -373,6 +415,8 @@ class BatchEngine:
         }
         if slot.thinking_closed_by is not None:
             usage["thinking_closed"] = slot.thinking_closed_by
+        if self.drafter is not None:
+            usage["draft_tokens"], usage["draft_tokens_accepted"] = slot.drafted, slot.accepted
         emit = slot.emit
         self._release(slot)  # free before telling: a client that sees "done" finds its slot free
         self._send(emit, Event("done", finish_reason=reason, usage=usage))
@@ -428,10 +472,13 @@ class BatchEngine:
 
     def _step(self, active: list[_Slot]) -> None:
         L, batch = self.L, self.batch
+        drafts = self._drafts(active) if self.drafter is not None else {}
         n = 0
         sample_at: dict[int, int] = {}
         fed: list[tuple[_Slot, list[int]]] = []
-        # decoding slots first (one token each), then prompt chunks in the room left, oldest request first
+        checked: dict[int, list[int]] = {}  # the drafts each slot checks in this decode
+        # decoding slots first (one token each, and their drafts), then prompt chunks in the room left,
+        # oldest request first
         for slot in sorted(active, key=lambda s: (len(s.pending) > 1, s.admitted)):
             room = self.n_batch - n
             if room <= 0:
@@ -439,22 +486,27 @@ class BatchEngine:
             if not slot.pending:
                 continue
             chunk = slot.pending[:room]
-            for i, token in enumerate(chunk):
+            draft = drafts.get(slot.seq_id, [])[: room - len(chunk)] if len(chunk) == len(slot.pending) else []
+            for i, token in enumerate(chunk + draft):
                 batch.token[n] = token
                 batch.pos[n] = slot.n_past + i
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = slot.seq_id
-                batch.logits[n] = False
+                batch.logits[n] = i >= len(chunk)
                 n += 1
             fed.append((slot, chunk))
             if len(chunk) == len(slot.pending):  # this slot's input is all in: sample from its last position
-                batch.logits[n - 1] = True
-                sample_at[slot.seq_id] = n - 1
+                batch.logits[n - 1 - len(draft)] = True
+                sample_at[slot.seq_id] = n - 1 - len(draft)
+                if draft:
+                    checked[slot.seq_id] = draft
         if n == 0:
             return
         batch.n_tokens = n
         code = L.llama_decode(self.ctx, batch)
         if code != 0:
+            for slot_id in checked:  # the drafts' cache entries may be written: drop them
+                L.llama_memory_seq_rm(self.memory, slot_id, self.slots[slot_id].n_past + 1, -1)
             raise RuntimeError(f"llama_decode returned {code}")
         for slot, chunk in fed:
             slot.n_past += len(chunk)
@@ -464,10 +516,41 @@ class BatchEngine:
         for slot in active:
             if slot.busy and slot.seq_id in sample_at:
                 try:
-                    self._sample(slot, sample_at[slot.seq_id])
+                    self._verify(slot, sample_at[slot.seq_id], checked.get(slot.seq_id, []))
                 except Exception as exc:  # this request only
                     if slot.busy:
                         self._abort(slot, f"sampling failed: {exc}")
+
+    def _drafts(self, active: list[_Slot]) -> dict[int, list[int]]:
+        """Drafts for the slots that are decoding (their prompt is in), as many as their budget leaves."""
+        spec = self.speculation
+        cap = spec.draft_max if spec.draft_model else spec.lookup
+        wanted = {}
+        for slot in active:
+            if not slot.busy or len(slot.pending) != 1 or slot.generated == 0:
+                continue
+            room = min(slot.request.max_tokens - slot.generated, self.ctx_per_slot - slot.n_past - 1) - 1
+            if room >= 1:
+                wanted[slot.seq_id] = (slot.cached + slot.pending, min(room, cap))
+        return self.drafter.draft(wanted) if wanted else {}
+
+    def _verify(self, slot: _Slot, index: int, draft: list[int]) -> None:
+        """Sample at the slot's next position, then at each drafted one while the sample is the draft: every
+        token sampled is output (the drafts kept are already in the KV cache); the rest's cache is dropped."""
+        slot.drafted += len(draft)
+        self.stats["draft_tokens"] += len(draft)
+        before = slot.accepted
+        self._sample(slot, index, expected=draft[0] if draft else None)
+        for i, token in enumerate(draft):
+            if not slot.busy or slot.pending != [token]:  # rejected, forced text, or the request ended
+                break
+            slot.pending.clear()
+            slot.cached.append(token)
+            slot.n_past += 1
+            self._sample(slot, index + 1 + i, expected=draft[i + 1] if i + 1 < len(draft) else None)
+        if draft:
+            self.L.llama_memory_seq_rm(self.memory, slot.seq_id, len(slot.cached), -1)
+            self.stats["draft_tokens_accepted"] += slot.accepted - before
 
     def _choose(self, slot: _Slot, logits: np.ndarray, grammar_on: bool) -> int | None:
         r, samplers = slot.request, slot.samplers
@@ -484,7 +567,7 @@ class BatchEngine:
             token = sample_token(masked, r.temperature, r.top_p, r.top_k, slot.rng)
         return token
 
-    def _sample(self, slot: _Slot, index: int) -> None:
+    def _sample(self, slot: _Slot, index: int, expected: int | None = None) -> None:
         r = slot.request
         logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
         in_thinking = slot.in_thinking()
@@ -492,6 +575,8 @@ class BatchEngine:
         token = self._choose(slot, logits, grammar_on)
         if token is None:
             return self._finish(slot, "stop")
+        if token == expected:  # a drafted token sampled (counted before the request can finish below)
+            slot.accepted += 1
         if slot.first_token_at is None:
             slot.first_token_at = time.perf_counter()
         self.stats["tokens_generated"] += 1
