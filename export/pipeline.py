@@ -50,6 +50,10 @@ class ExportConfig:
     threads: Optional[int] = option(None, help="CPU threads for quantizing and verifying.")
     greedy_tokens: int = option(16, help="Greedy tokens compared per verification prompt.")
     f16_tolerance: float = option(1e-3, help="F16 parity: last-token logits within this x max(1, logit scale).")
+    draft: Optional[str] = option(None, metavar="FILE.gguf", help=(
+        "The draft model to serve this one with (speculative decoding: the 1.5B student of the same teacher for "
+        "a 7B one): its vocabulary is checked against every exported file, and it goes into the report and the "
+        "serve command."))
     models_file: Optional[str] = internal(None)
 
 
@@ -203,6 +207,8 @@ def export_gguf(config: ExportConfig) -> dict:
     arch = None if adapter else _architecture(source)
     if config.imatrix and not Path(config.imatrix).is_file():
         raise UserError(f"importance matrix {config.imatrix} does not exist")
+    if config.draft and not (Path(config.draft).is_file() and config.draft.endswith(".gguf")):
+        raise UserError(f"--draft {config.draft}: not a .gguf file (export the smaller student first)")
     name = config.name or source.resolve().name
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,6 +233,8 @@ def export_gguf(config: ExportConfig) -> dict:
             built = _quantized_files(config, name, quants, f16, reference, staging, progress, timings, report)
         report.update(architecture=arch, prompts=len(reference.texts), greedy_tokens=config.greedy_tokens,
                       timings_s={k: round(v, 3) for k, v in timings.items()})
+        if config.draft:
+            _check_draft(config.draft, built, report)
         _publish(config, out, name, source, quants, built, report, registry.defaults.sampling)
         return report
     finally:
@@ -285,6 +293,15 @@ def _publish(config: ExportConfig, out: Path, name: str, source: Path, quants: l
     write_json_atomic(out / "export_report.json", report)
     write_manifest(out, "export", config=config, inputs={"model": str(source), "base": config.base},
                    outputs={q: f"{name}-{q}.gguf" for q in built}, metrics=report["files"])
+
+
+def _check_draft(draft: str, built: dict[str, Path], report: dict) -> None:
+    """The draft must tokenize as every exported file does (llama.cpp's vocabulary check); it is recorded."""
+    from r1_distill.llama.speculation import check_draft_vocabulary
+
+    for path in built.values():
+        check_draft_vocabulary(str(path), draft)
+    report["draft"] = str(Path(draft).resolve())
 
 
 class _timed:

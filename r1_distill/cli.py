@@ -108,7 +108,8 @@ def _print_export(report: dict, out: Path) -> None:
     console.print(table)
     default = report["files"].get("Q4_K_M", next(iter(report["files"].values())))
     console.print(f"Report: {out / 'export_report.json'}; Ollama: {out / 'Modelfile'}")
-    console.print(f"Serve it: r1-distill serve --model {out / default['path']}")
+    draft = f" --draft {report['draft']}" if report.get("draft") else ""
+    console.print(f"Serve it: r1-distill serve --model {out / default['path']}{draft}")
 
 
 def _export_run(config):

@@ -32,19 +32,30 @@ def local_models(dirs: list[str]) -> list[str]:
     return found
 
 
-class LocalServer:
-    """r1-distill's server for a GGUF, in this process, on a free 127.0.0.1 port."""
+def split_draft(choice: str) -> tuple[str, str | None]:
+    """`FILE.gguf` or `FILE.gguf:draft=DRAFT.gguf` (served with speculative decoding): (file, draft)."""
+    gguf, sep, draft = choice.partition(":draft=")
+    return gguf, (draft if sep else None)
 
-    def __init__(self, gguf: str, ctx: int = 4096):
+
+class LocalServer:
+    """r1-distill's server for a GGUF (and its draft model, `FILE.gguf:draft=DRAFT.gguf`), in this process,
+    on a free 127.0.0.1 port."""
+
+    def __init__(self, choice: str, ctx: int = 4096):
         import uvicorn
 
-        from r1_distill.serve import ServerConfig, create_app
+        from r1_distill.serve import ServerConfig, create_app, check_speculation
 
-        if not Path(gguf).is_file():
-            raise UserError(f"model file {gguf} does not exist: pick a .gguf file that exists, or an http(s):// endpoint")
-        self.gguf = gguf
+        gguf, draft = split_draft(choice)
+        for path in filter(None, (gguf, draft)):
+            if not Path(path).is_file():
+                raise UserError(f"model file {path} does not exist: pick a .gguf file that exists, or an http(s):// endpoint")
+        self.gguf = choice
         self.port = free_port()
-        app = create_app(ServerConfig(model=gguf, port=self.port, parallel=2, ctx=ctx))
+        config = ServerConfig(model=gguf, port=self.port, parallel=2, ctx=ctx, draft=draft)
+        check_speculation(config)
+        app = create_app(config)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -12,7 +12,8 @@ from r1_distill.options import option
 
 @dataclass
 class ChatOptions:
-    model: Optional[list[str]] = option(None, metavar="FILE.gguf", help="A .gguf to serve in-process (repeat to offer several).")
+    model: Optional[list[str]] = option(None, metavar="FILE.gguf", help="A .gguf to serve in-process (repeat to offer several); FILE.gguf:draft=DRAFT.gguf serves it with a "
+                                       "draft model (speculative decoding).")
     endpoint: Optional[list[str]] = option(None, metavar="URL",
                                            help="An OpenAI-compatible base URL, http://host:port/v1 (repeatable).")
     host: str = option("127.0.0.1", help="Bind address of the app.")
