@@ -1,18 +1,16 @@
-"""Speculative decoding: `r1-distill serve --draft / --lookup` against llama-server's `-md` / `--lookup`-style
-drafting, the same pair and draft length, in the same run, on this machine.
+"""Speculative decoding: `r1-distill serve --draft / --lookup` against llama-server's `--spec-type draft-simple -md`
+and `--spec-type ngram-simple`, the same pair and draft length, in the same run, on this machine.
 
-    python bench/serve_speculative.py [--tokens 128] [--draft-max 4] [--rounds 3] [--threads N]
+    python bench/serve_speculative.py [--tokens 128] [--draft-max 3] [--rounds 3] [--threads N] [--pairs agreeing,own_quant]
 
-Pair: a random-weight model of Qwen2.5-1.5B's shape as Q8_0 (the target) drafted by its own Q4_K_M (the
-"a model's Q4 for its own Q8" case of the issue; both built once and cached). Random weights give a flat
-next-token distribution, so both servers draft with ``--draft-p-min 0`` (the default 0.75 would never
-draft); how often the Q4's greedy token is the Q8's is what it is, and is printed as the acceptance rate.
-Prompt lookup drafts from the sequence itself; a random model's greedy output falls into loops, which
-lookup catches, as it catches a reasoning model repeating itself.
+Pairs: "agreeing" (:mod:`speculative_pair`: a Qwen2.5-1.5B-shape target that computes what its 0.5B-size
+random draft computes: the best case of acceptance, at a real target's cost) and "own_quant" (a random
+Qwen2.5-1.5B-shape model's Q8_0 drafted by its own Q4_K_M: they agree about one token in twelve). Both
+servers draft with a minimum probability of 0 (llama-server's default). Lookup runs on the agreeing target.
 
-Figures, for each server and mode (plain, draft model, lookup): single-stream greedy decode tok/s (median
-over rounds) and the draft acceptance rate; ratios: each server's speculative over its own plain decode, and
-ours over llama-server's for the same mode. One JSON line.
+Figures, for each pair and mode (plain, draft model, lookup), each server: single-stream greedy decode tok/s
+(median over rounds) and the draft acceptance rate (ours from /metrics, llama-server's from its log); ratios:
+each server's speculative over its own plain decode, and ours over llama-server's. One JSON line.
 """
 
 import argparse
@@ -55,10 +53,9 @@ def real_size_pair() -> tuple[Path, Path]:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         f16 = Path(tmp) / "f16.gguf"
         run_converter(model, f16, "f16")
-        for path, quant in ((target, "Q8_0"), (draft, "Q4_K_M")):
-            if not path.is_file():
-                quantize(f16, Path(tmp) / "q.gguf", quant)
-                os.replace(Path(tmp) / "q.gguf", path)
+        for path, quant in ((target, "Q8_0"), (draft, "Q4_K_M")):  # both from the same weights
+            quantize(f16, Path(tmp) / "q.gguf", quant)
+            os.replace(Path(tmp) / "q.gguf", path)
     shutil.rmtree(model, ignore_errors=True)
     return target, draft
 
@@ -122,18 +119,19 @@ def our_acceptance(url: str) -> float | None:
     return round(float(values["r1_distill_draft_tokens_accepted_total"]) / drafted, 3) if drafted else None
 
 
-def measure(mode: str, args, target: Path, draft: Path, binary: Path, logs: Path) -> dict:
+def measure(mode: str, args, target: Path, draft: Path | None, binary: Path, logs: Path, tag: str) -> dict:
     """Both servers in one mode, measured in alternation round after round; medians."""
     ours_flags = {"plain": [], "draft": ["--draft", str(draft), "--draft-max", str(args.draft_max), "--draft-p-min", "0"],
                   "lookup": ["--lookup", str(args.draft_max)]}[mode]
-    theirs_flags = {"plain": [], "draft": ["-md", str(draft), "--draft-max", str(args.draft_max), "--draft-min", "0",
-                                           "--draft-p-min", "0"],
-                    "lookup": ["--spec-type", "ngram-simple", "--draft-max", str(args.draft_max)]}[mode]
+    theirs_flags = {"plain": [], "draft": ["--spec-type", "draft-simple", "-md", str(draft), "--spec-draft-n-max",
+                                           str(args.draft_max), "--spec-draft-p-min", "0"],
+                    "lookup": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",
+                               "--spec-ngram-simple-size-m", str(args.draft_max)]}[mode]
     threads = ["--threads", str(args.threads)] if args.threads else []
-    ours = ServerProcess(target, "--parallel", "1", "--ctx", "4096", *threads, *ours_flags, log=logs / f"ours-{mode}.log",
-                         timeout_s=600)
+    ours = ServerProcess(target, "--parallel", "1", "--ctx", "4096", *threads, *ours_flags,
+                         log=logs / f"ours-{tag}-{mode}.log", timeout_s=600)
     try:
-        theirs = LlamaServer(binary, target, theirs_flags, args.threads, logs / f"llama-server-{mode}.log")
+        theirs = LlamaServer(binary, target, theirs_flags, args.threads, logs / f"llama-server-{tag}-{mode}.log")
         try:
             rates = {"ours": [], "llama_server": []}
             for _ in range(args.rounds):
@@ -150,43 +148,61 @@ def measure(mode: str, args, target: Path, draft: Path, binary: Path, logs: Path
     return result
 
 
+def pair_figures(args, target: Path, draft: Path, binary: Path, logs: Path, tag: str, lookup: bool) -> dict:
+    """Plain, draft-model and (when asked) lookup decoding of one target, with the ratios."""
+    modes = ["plain", "draft"] + (["lookup"] if lookup else [])
+    results = {mode: measure(mode, args, target, draft, binary, logs, tag) for mode in modes}
+    plain = results["plain"]
+    for mode in modes[1:]:
+        r = results[mode]
+        r["ratios"] = {
+            "ours_over_our_plain": round(r["ours"]["decode_tok_s"] / plain["ours"]["decode_tok_s"], 3),
+            "llama_server_over_its_plain": round(r["llama_server"]["decode_tok_s"] / plain["llama_server"]["decode_tok_s"], 3),
+            "ours_over_llama_server": round(r["ours"]["decode_tok_s"] / r["llama_server"]["decode_tok_s"], 3),
+        }
+    return {"target": target.name, "draft": draft.name, **results}
+
+
+def goals(pairs: dict) -> dict:
+    met = {}
+    for tag, pair in pairs.items():
+        for mode in ("draft", "lookup"):
+            if mode not in pair:
+                continue
+            r = pair[mode]["ratios"]
+            met[f"{tag} {mode}: ours >= 1.0x llama-server's"] = r["ours_over_llama_server"] >= 1.0
+            if r["llama_server_over_its_plain"] > 1.0:
+                met[f"{tag} {mode}: faster than our plain (llama-server's beats its plain)"] = r["ours_over_our_plain"] > 1.0
+    return met
+
+
 def supports_lookup(binary: Path) -> bool:
     help_text = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
     return "ngram-simple" in help_text
 
 
 def main() -> None:
+    from speculative_pair import agreeing_pair
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--draft-max", type=int, default=4, help="draft length, both servers")
+    parser.add_argument("--draft-max", type=int, default=3, help="draft length, both servers (llama-server's default 3)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="pin both servers' threads (default: each its own)")
+    parser.add_argument("--pairs", default="agreeing,own_quant", help="which pairs: agreeing, own_quant")
     args = parser.parse_args()
     binary = llama_server_binary()
-    target, draft = real_size_pair()
     logs = Path(tempfile.mkdtemp(prefix="bench-speculative-"))
     load_before = os.getloadavg()
-    modes = ["plain", "draft"] + (["lookup"] if supports_lookup(binary) else [])
-    results = {mode: measure(mode, args, target, draft, binary, logs) for mode in modes}
-    plain = results["plain"]
-    ratios = {}
-    for mode in modes[1:]:
-        r = results[mode]
-        ratios[mode] = {
-            "ours_over_our_plain": round(r["ours"]["decode_tok_s"] / plain["ours"]["decode_tok_s"], 3),
-            "llama_server_over_its_plain": round(r["llama_server"]["decode_tok_s"] / plain["llama_server"]["decode_tok_s"], 3),
-            "ours_over_llama_server": round(r["ours"]["decode_tok_s"] / r["llama_server"]["decode_tok_s"], 3),
-        }
-    goals = {}
-    for mode, r in ratios.items():
-        goals[f"{mode}: ours >= 1.0x llama-server's"] = r["ours_over_llama_server"] >= 1.0
-        if r["llama_server_over_its_plain"] > 1.0:
-            goals[f"{mode}: faster than our plain decode (llama-server's is faster than its own)"] = r["ours_over_our_plain"] > 1.0
+    build = {"agreeing": lambda: pair_figures(args, *agreeing_pair(cache_root() / "bench"), binary, logs, "agreeing",
+                                              lookup=supports_lookup(binary)),
+             "own_quant": lambda: pair_figures(args, *real_size_pair(), binary, logs, "own_quant", lookup=False)}
+    pairs = {tag: build[tag]() for tag in args.pairs.split(",")}
     print(json.dumps({
-        "bench": "serve_speculative", "target": target.name, "draft": draft.name, "draft_max": args.draft_max,
-        "tokens": args.tokens, "rounds": args.rounds, "baseline": f"llama.cpp llama-server of the same version ({binary})",
-        "modes_not_in_baseline": [m for m in ("lookup",) if m not in modes],
-        "results": results, "ratios": ratios, "goals_met": goals,
+        "bench": "serve_speculative", "draft_max": args.draft_max, "tokens": args.tokens, "rounds": args.rounds,
+        "threads": args.threads or "each server's default",
+        "baseline": f"llama.cpp llama-server of the same version ({binary})",
+        "pairs": pairs, "goals_met": goals(pairs),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)], **machine(),
     }))
 

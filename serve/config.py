@@ -24,8 +24,9 @@ class ServerConfig:
     draft: Optional[str] = option(None, metavar="FILE.gguf", help=(
         "Speculative decoding with a draft model: a smaller GGUF with the same vocabulary (the 1.5B student for "
         "a 7B one, or the model's own Q4 for its Q8); output is unchanged, only faster where drafts are accepted."))
-    draft_max: int = option(16, help="The draft model's tokens per step at most (llama-server's --draft-max).")
-    draft_p_min: float = option(0.75, help="The draft model stops drafting where its top probability is lower.")
+    draft_max: int = option(3, help="The draft model's tokens per step at most (llama-server's --spec-draft-n-max).")
+    draft_p_min: float = option(0.0, help="The draft model stops drafting where its top probability is lower "
+                                "(llama-server's --spec-draft-p-min).")
     lookup: int = option(0, metavar="N", help=(
         "Speculative decoding by prompt lookup: draft up to N tokens that followed the last n-gram's earlier "
         "occurrence in the prompt or output (0: off; not with --draft)."))

@@ -57,8 +57,8 @@ class Speculation:
     """Speculative decoding's settings: a draft model's GGUF or prompt lookup (not both)."""
     draft_model: str | None = None
     lookup: int = 0  # draft this many tokens by prompt lookup (0: off)
-    draft_max: int = 16  # a draft model's tokens a step at most (llama-server's --draft-max)
-    draft_p_min: float = 0.75  # a draft model stops where its top probability is lower (--draft-p-min)
+    draft_max: int = 3  # a draft model's tokens a step at most (llama-server's --spec-draft-n-max)
+    draft_p_min: float = 0.0  # a draft model stops where its top probability is lower (--spec-draft-p-min)
 
     @property
     def enabled(self) -> bool:

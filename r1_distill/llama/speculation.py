@@ -8,7 +8,7 @@ batched decode costs about as much as one, so every accepted draft is a token fo
   reasoning that repeats itself and on answers that quote the prompt.
 * :class:`DraftModel` (``serve --draft FILE.gguf``): a smaller model with the same vocabulary decoded
   greedily, as llama-server's ``-md``; it stops drafting where its own top probability falls below
-  ``p_min`` (llama-server's ``--draft-p-min``).
+  ``p_min`` (llama-server's ``--spec-draft-p-min``).
 
 The engine verifies (see :meth:`BatchEngine._verify`): the target samples at each drafted position with the
 request's own sampler and a draft is accepted while the sampled token is the drafted one. A draft is one
