@@ -9,9 +9,12 @@ llama.cpp version; fetched with pip like export's converter, then cached under
 Default model: a random-weight model of Qwen2.5-1.5B's shape (28 layers, hidden 1536, 152k vocab)
 quantized to Q4_K_M; speed does not depend on the weights' values. Built once and cached.
 
-Figures, for each server: single-stream decode tok/s; time to first token of a request whose 2k-token
+Figures, for each server: single-stream decode tok/s; time to first token of a short prompt after a 2k-token
+one (`single_ttft_s`) and of new short prompts between turns of conversations of 800 to 3,200 tokens
+(`mixed_fresh_ttft_s`, their mean); time to first token of a request whose 2k-token
 prefix the server has seen before (a repeated system prompt / a chat's history); aggregate tok/s and
 mean time to first token at 4 and 8 concurrent streams. Ratios are ours / llama-server's. One JSON line.
+`--speculative` adds speculative decoding against llama-server's (see bench/serve_speculative.py).
 """
 
 import argparse
@@ -135,6 +138,12 @@ async def measure_round(url: str, tokens: int, round_: int) -> dict:
         warm = await stream_once(http, long_prefix() + f" Question: what is item{9 + round_}?", 4, 3)
         figures = {"single_decode_tok_s": (one["tokens"] - 1) / one["decode_s"], "single_ttft_s": one["ttft_s"],
                    "repeated_2k_prefix_ttft_s": warm["ttft_s"]}
+        # a mixed sequence: conversations of other lengths take turns in the slots, a new short prompt after each
+        fresh = []
+        for j, words in enumerate((1600, 400, 1000)):
+            await stream_once(http, f"Conversation {round_}-{j}. " + long_prefix(words) + " And then?", 4, 20 + j)
+            fresh.append((await stream_once(http, f"New question {round_}-{j}: what is {j} plus {round_}?", 4, 30 + j))["ttft_s"])
+        figures["mixed_fresh_ttft_s"] = statistics.mean(fresh)
         for n in (4, 8):
             t0 = time.perf_counter()
             runs = await asyncio.gather(*(stream_once(http, f"Round {round_} question {n}-{i}: {PROMPT}", tokens, 10 + i)
@@ -186,6 +195,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--ctx", type=int, default=4096, help="context per slot, both servers")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians")
+    parser.add_argument("--speculative", action="store_true",
+                        help="also speculative decoding against llama-server's (bench/serve_speculative.py's pairs, "
+                             "draft length 3), in the same line under 'speculative'")
     args = parser.parse_args()
     binary = llama_server_binary()
     gguf = Path(args.gguf) if args.gguf else real_size_gguf()
@@ -208,14 +220,27 @@ def main() -> None:
     finally:
         ours_srv.stop()
     ours, theirs = medians(rounds["ours"]), medians(rounds["llama_server"])
+    speculative = None
+    if args.speculative:
+        import serve_speculative as spec
+
+        spec_args = argparse.Namespace(tokens=96, draft_max=3, rounds=min(args.rounds, 2), threads=args.threads)
+        pairs = {"agreeing": spec.pair_figures(spec_args, *spec.agreeing_pair(cache_root() / "bench"), binary, logs,
+                                               "agreeing", lookup=spec.supports_lookup(binary)),
+                 "own_quant": spec.pair_figures(spec_args, *spec.real_size_pair(), binary, logs, "own_quant", lookup=False)}
+        speculative = {"pairs": pairs, "goals_met": spec.goals(pairs)}
     ratios = {
         "single_stream_decode": ratio(ours["single_decode_tok_s"], theirs["single_decode_tok_s"]),
         "ttft_repeated_2k_prefix": ratio(ours["repeated_2k_prefix_ttft_s"], theirs["repeated_2k_prefix_ttft_s"]),
+        "ttft_fresh_short_prompt_after_long": ratio(ours["single_ttft_s"], theirs["single_ttft_s"]),
+        "ttft_fresh_short_prompt_mixed_sequence": ratio(ours["mixed_fresh_ttft_s"], theirs["mixed_fresh_ttft_s"]),
         **{f"aggregate_tok_s_{n}": ratio(ours[f"aggregate_tok_s_{n}"], theirs[f"aggregate_tok_s_{n}"]) for n in (4, 8)},
         **{f"mean_ttft_{n}": ratio(ours[f"mean_ttft_s_{n}"], theirs[f"mean_ttft_s_{n}"]) for n in (4, 8)},
     }
     goals = {"single_stream_decode >= 0.97": (ratios["single_stream_decode"] or 0) >= 0.97,
              "ttft_repeated_2k_prefix <= 1.2": (ratios["ttft_repeated_2k_prefix"] or 9) <= 1.2,
+             "ttft_fresh_short_prompt_after_long <= 1.2": (ratios["ttft_fresh_short_prompt_after_long"] or 9) <= 1.2,
+             "ttft_fresh_short_prompt_mixed_sequence <= 1.2": (ratios["ttft_fresh_short_prompt_mixed_sequence"] or 9) <= 1.2,
              **{f"aggregate_tok_s_{n} >= 0.95": (ratios[f"aggregate_tok_s_{n}"] or 0) >= 0.95 for n in (4, 8)},
              **{f"mean_ttft_{n} <= 1.2": (ratios[f"mean_ttft_{n}"] or 9) <= 1.2 for n in (4, 8)}}
     print(json.dumps({
@@ -223,6 +248,7 @@ def main() -> None:
         "threads": args.threads or f"each server's default (ours: physical cores = {physical_cores()})",
         "parallel": args.parallel, "ctx_per_slot": args.ctx, "tokens": args.tokens, "rounds": args.rounds,
         "ours": ours, "llama_server": theirs, "ratios_ours_over_llama_server": ratios, "goals_met": goals,
+        **({"speculative": speculative} if speculative else {}),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         **machine(),
     }))

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 from serve import QWEN25_15B, llama_server_binary  # noqa: E402
+from speculative_pair import agreeing_pair  # noqa: E402
 
 from r1_distill.files import cache_root  # noqa: E402
 from r1_distill.server_process import ServerProcess, free_port, stop_process, wait_healthy  # noqa: E402
@@ -182,7 +183,6 @@ def supports_lookup(binary: Path) -> bool:
 
 
 def main() -> None:
-    from speculative_pair import agreeing_pair
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=128)

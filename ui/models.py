@@ -45,7 +45,7 @@ class LocalServer:
     def __init__(self, choice: str, ctx: int = 4096):
         import uvicorn
 
-        from r1_distill.serve import ServerConfig, create_app, check_speculation
+        from r1_distill.serve import ServerConfig, create_app
 
         gguf, draft = split_draft(choice)
         for path in filter(None, (gguf, draft)):
@@ -53,9 +53,8 @@ class LocalServer:
                 raise UserError(f"model file {path} does not exist: pick a .gguf file that exists, or an http(s):// endpoint")
         self.gguf = choice
         self.port = free_port()
-        config = ServerConfig(model=gguf, port=self.port, parallel=2, ctx=ctx, draft=draft)
-        check_speculation(config)
-        app = create_app(config)
+        # a draft with another vocabulary fails the load: wait_ready() says why
+        app = create_app(ServerConfig(model=gguf, port=self.port, parallel=2, ctx=ctx, draft=draft))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
