@@ -209,7 +209,7 @@ def _demo_run(options):
     from r1_distill.demo.pipeline import run_demo
 
     config = options.demo_config()
-    _print_demo(run_demo(config), Path(config.out))
+    _print_demo(run_demo(config, redo=options.redo), Path(config.out))
 
 
 def _register_stage_commands() -> None:

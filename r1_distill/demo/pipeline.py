@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -101,6 +102,9 @@ class DemoOptions:
     seed: int = option(0, help="Random seed of the data, the models and the sampling.")
     recipe: Optional[str] = option(None, metavar="FILE.yaml", help="The demo's settings (data sizes, model shapes, "
                                    "epochs, learning rates) from a file like r1_distill/demo/recipes/demo.yaml.")
+    redo: Optional[str] = option(None, metavar="STAGE", help=(
+        "Run this stage and every later one again, with the settings given now (a finished run's earlier stages "
+        "are kept as they were made), e.g. --redo student-coldstart to try other arm settings."))
 
     def demo_config(self) -> DemoConfig:
         if self.recipe:
@@ -117,15 +121,29 @@ STAGES = ["data", "teacher-sft", "eval-teacher-sft", "teacher-grpo", "eval-teach
 
 
 class Demo:
-    def __init__(self, config: DemoConfig):
+    def __init__(self, config: DemoConfig, redo: str | None = None):
         self.config = config
         self.out = Path(config.out)
         self.state_file = self.out / "state.json"
         self.state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
-        if self.state.get("config") not in (None, _jsonable(config)):
-            raise UserError(f"{self.out} holds a demo run with other settings: pass another --out, or delete it")
+        if redo is not None:
+            self._forget_from(redo)
+        elif self.state.get("config") not in (None, _jsonable(config)):
+            raise UserError(f"{self.out} holds a demo run with other settings: pass another --out, delete it, or "
+                            "--redo STAGE to run that stage and the later ones with these settings")
         self.state["config"] = _jsonable(config)
         self.state.setdefault("stages", {})
+
+    def _forget_from(self, stage: str) -> None:
+        """Drop `stage` and every later one: their state and what they wrote (a model trained into an existing
+        folder would resume, an evaluation would count the old samples)."""
+        if stage not in STAGES:
+            raise UserError(f"--redo {stage}: no such stage (the stages: {', '.join(STAGES)})")
+        for name in STAGES[STAGES.index(stage):]:
+            self.state.get("stages", {}).pop(name, None)
+            for written in STAGE_OUTPUTS.get(name, ()):
+                path = self.path(*written.split("/"))
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -380,6 +398,23 @@ class Demo:
         return {"checks": report["checks"]}
 
 
+# what each stage writes under the run folder (exports only replace their own files, atomically)
+STAGE_OUTPUTS = {
+    "data": ["data", "models/tokenizer", "models/teacher-base", "models/student-base"],
+    "teacher-sft": ["models/teacher-sft"], "eval-teacher-sft": ["eval/teacher-sft"],
+    "teacher-grpo": ["models/teacher-grpo"], "eval-teacher-grpo": ["eval/teacher-grpo"],
+    "sample": ["traces"], "filter": ["filtered"], "student-distill": ["models/student"],
+    "student-control": ["models/student-control"], "student-onpolicy": ["models/student-onpolicy"],
+    "student-coldstart": ["models/student-coldstart", "arms"], "arm-opd": ["models/arm-opd"],
+    "arm-sft": ["models/arm-sft"], "arm-grpo": ["models/arm-grpo"],
+    "eval-student-untrained": ["eval/student-untrained"], "eval-student": ["eval/student"],
+    "eval-control": ["eval/student-control"], "eval-student-onpolicy": ["eval/student-onpolicy"],
+    "eval-student-coldstart": ["eval/student-coldstart"], "eval-arm-opd": ["eval/arm-opd"],
+    "eval-arm-sft": ["eval/arm-sft"], "eval-arm-grpo": ["eval/arm-grpo"], "eval-student-gguf": ["eval/student-Q4_K_M"],
+    "report": ["report.json", "report.png"],
+}
+
+
 def _jsonable(config: DemoConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
@@ -391,5 +426,5 @@ def _short(figures: dict | None) -> str:
     return "(" + ", ".join(f"{k} {figures[k]:.3g}" if isinstance(figures[k], float) else f"{k} {figures[k]}" for k in keys) + ")"
 
 
-def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> dict:
-    return Demo(config).run()
+def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None, redo: str | None = None) -> dict:
+    return Demo(config, redo=redo).run()
