@@ -83,6 +83,10 @@ class FilterConfig:
     judge: Optional[str] = option(None, help="OpenAI-compatible URL of an LLM judge for unparsable answers.")
     judge_model: str = option("judge", help="The judge's model name.")
     workers: Optional[int] = option(None, help="Grading processes (default: every available core).")
+    shard: Optional[str] = option(None, metavar="I/N", help=(
+        "Filter only shard I of N (0 <= I < N): the problems whose normalized text hashes to I, so a problem's "
+        "samples and its duplicates under other ids stay in one shard; run the N shards on N machines, each into "
+        "its own --out (caps per source then apply per shard)."))
     sandbox: str = option("local", metavar="SPEC", help=SANDBOX_HELP)
     trace_format: Optional[str] = option(None, flags=("--format",), metavar="NAME", help=TRACE_FORMAT_HELP)
     push_to_hub: Optional[str] = option(
@@ -92,10 +96,24 @@ class FilterConfig:
     spill_bytes: Optional[int] = internal(None)  # trace bytes held before a sorted run goes to disk (default: spill.BUFFER_BYTES)
 
     def __post_init__(self):
+        if self.shard is not None:
+            parse_shard(self.shard)  # a malformed --shard stops here, before anything is read
         if isinstance(self.traces, (str, os.PathLike)):  # one source, as callers before mixing passed it
             self.traces = [str(self.traces)]
         self.traces = [str(t) for t in self.traces]
         self.decontaminate = [str(d) for d in self.decontaminate or []]
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """`I/N` -> (I, N)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec or "")
+    if not match or not int(match[1]) < int(match[2]):
+        raise UserError(f"--shard {spec}: give I/N with 0 <= I < N, e.g. --shard 0/4 (the first of 4 shards)")
+    return int(match[1]), int(match[2])
+
+
+def in_shard(problem: str, shard: tuple[int, int]) -> bool:
+    return int.from_bytes(_hash(_normalized(problem))[:8], "little") % shard[1] == shard[0]
 
 
 def _words(text: str) -> list[str]:
@@ -357,7 +375,7 @@ def _report(config: FilterConfig, tally: _Tally, sources: dict[str, dict], elaps
         "pass_rates": pass_rates, "seconds": round(elapsed, 3), "traces_per_s": round(tally.input / elapsed, 1),
         "grading": {"workers": config.workers or available_cpus(), "seconds": round(tally.grading_s, 3),
                     "cpu_seconds": round(tally.grading_cpu_s, 3), "timed_out": tally.timed_out},
-        "sources": sources,
+        "sources": sources, **({"shard": config.shard} if config.shard else {}),
     }
 
 
@@ -365,6 +383,7 @@ def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict
     """Read every source a record at a time into the spill, keyed by (problem, sample, source number); returns
     each source's counts, in order (kept and dropped filled in by the grading pass)."""
     reader = DatasetReader(config.trace_format)  # one for all sources: a problem's samples numbered on across them
+    shard = parse_shard(config.shard) if config.shard else None
     per_source: list[dict] = []
     sandbox_checked = False
     for number, source in enumerate(sources):
@@ -375,6 +394,8 @@ def _spill_sources(config: FilterConfig, sources, spill: SortedSpill, refs: dict
         if source.weight is not None:
             counts["weight"] = source.weight
         for record in source_records(source, reader):
+            if shard is not None and not in_shard(record.problem, shard):
+                continue
             if record.reference_answer is None and record.problem_id in refs:
                 record.reference_answer = refs[record.problem_id]
             if not sandbox_checked and record.reference_answer is not None and is_code_reference(str(record.reference_answer)):
