@@ -87,12 +87,12 @@ def test_sampled_output_keeps_the_plain_distribution(engines):
     counts = {}
     for name in ("plain", "draft"):
         counts[name] = Counter()
-        for _ in range(60):
+        for _ in range(40):
             for tokens, _ in generate(engines[name], [prompt] * 3, **settings):
                 counts[name][first_departure(tokens, greedy)] += 1
     usage = engines["draft"].stats
     assert 0.3 < usage["draft_tokens_accepted"] / usage["draft_tokens"] < 0.95, usage
-    assert counts["plain"][4] < 0.95 * 180, "the test needs samples that leave the greedy path"
+    assert counts["plain"][4] < 0.95 * 120, "the test needs samples that leave the greedy path"
     p = chi_square_p_value_df4(counts["plain"], counts["draft"], range(5))
     assert p > 0.001, (counts, p)
 

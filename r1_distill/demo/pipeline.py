@@ -61,10 +61,10 @@ class DemoConfig:
     # max_tokens, which close </think> on the teacher's traces), continued SFT on as many more verified traces as
     # cost the teacher the tokens OPD's scoring did, and GRPO with the verifier on as many rollouts as OPD sampled.
     coldstart_traces: int = 120
-    coldstart_epochs: float = 4
+    coldstart_epochs: float = 12
     opd_samples: int = 4  # rollouts of each prompt (Thinking Machines: group_size 4)
     opd_epochs: float = 1
-    opd_lr: float = 1e-3
+    opd_lr: float = 3e-4
     arm_sft_epochs: float = 4
     arm_grpo_lr: float = 1e-4
 
