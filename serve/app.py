@@ -52,10 +52,7 @@ def speculation(config: ServerConfig) -> Speculation:
 
 def check_speculation(config: ServerConfig) -> None:
     """--draft/--lookup refused before the server starts: one line naming what is wrong."""
-    if config.draft and config.lookup:
-        raise UserError("--draft and --lookup are two ways of drafting: give one of them")
-    if config.lookup < 0 or config.draft_max < 1 or not 0.0 <= config.draft_p_min <= 1.0:
-        raise UserError("--lookup must be 0 or more, --draft-max at least 1 and --draft-p-min between 0 and 1")
+    speculation(config).check()
     if config.draft:
         draft = Path(config.draft)
         if not draft.is_file() or draft.suffix != ".gguf":

@@ -109,7 +109,7 @@ def test_a_draft_with_another_vocabulary_is_refused(tiny_gguf, small_vocab_model
 
 
 def test_prompt_lookup_drafts_what_followed_the_last_ngram():
-    lookup = PromptLookup(max_tokens=4)
+    lookup = PromptLookup()
     assert lookup.lookup([5, 6, 7, 8, 9, 1, 5, 6, 7], 3) == [8, 9, 1]
     assert lookup.lookup([1, 2, 3, 4], 3) == []
     assert lookup.lookup([3, 3, 3, 3, 3], 3) == [3, 3]  # a loop: the earliest occurrence, which has tokens after it

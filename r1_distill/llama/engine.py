@@ -60,9 +60,12 @@ class Speculation:
     draft_max: int = 3  # a draft model's tokens a step at most (llama-server's --spec-draft-n-max)
     draft_p_min: float = 0.0  # a draft model stops where its top probability is lower (--spec-draft-p-min)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.draft_model) or self.lookup > 0
+    def check(self) -> None:
+        """The settings refused in one line (the server checks them before it starts, the engine when built)."""
+        if self.draft_model and self.lookup:
+            raise UserError("--draft and --lookup are two ways of drafting: give one of them")
+        if self.lookup < 0 or self.draft_max < 1 or not 0.0 <= self.draft_p_min <= 1.0:
+            raise UserError("--lookup must be 0 or more, --draft-max at least 1 and --draft-p-min between 0 and 1")
 
 
 class QueueFull(Exception):
@@ -229,14 +232,12 @@ class BatchEngine:
         self.thread.start()
 
     def _drafter(self, spec: Speculation):
-        if spec.draft_model and spec.lookup:
-            raise UserError("--draft and --lookup are two ways of drafting: give one of them")
+        spec.check()
         if spec.lookup:
-            return PromptLookup(spec.lookup)
+            return PromptLookup()
         if spec.draft_model:
             return DraftModel(self.L, spec.draft_model, self.vocab, parallel=self.parallel, ctx=self.ctx_per_slot,
-                              threads=self.threads, max_tokens=spec.draft_max, p_min=spec.draft_p_min,
-                              n_batch=self.n_batch)
+                              threads=self.threads, p_min=spec.draft_p_min, n_batch=self.n_batch)
         return None
 
     # -- model facts ------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ class PromptLookup:
     """Drafts by n-gram lookup in the sequence itself: the longest of the last `ngram_max`..1 tokens that
     occurred before, and what followed its latest earlier occurrence."""
 
-    def __init__(self, max_tokens: int, ngram_max: int = 3):
-        self.max_tokens, self.ngram_max = max_tokens, ngram_max
+    def __init__(self, ngram_max: int = 3):
+        self.ngram_max = ngram_max
 
     def draft(self, wanted: dict[int, tuple[list[int], int]]) -> dict[int, list[int]]:
         return {seq: found for seq, (tokens, n) in wanted.items() if (found := self.lookup(tokens, n))}
@@ -100,11 +100,11 @@ class DraftModel:
     """A smaller GGUF beside the target, one sequence per slot, drafting greedily for every decoding slot
     in one batched decode a draft token. Its KV cache follows each slot's tokens by common prefix."""
 
-    def __init__(self, L, path: str, target_vocab, *, parallel: int, ctx: int, threads: int, max_tokens: int,
-                 p_min: float, n_batch: int = 2048):
+    def __init__(self, L, path: str, target_vocab, *, parallel: int, ctx: int, threads: int, p_min: float,
+                 n_batch: int = 2048):
         from .engine import common_prefix
 
-        self.L, self.max_tokens, self.p_min, self.common_prefix = L, max_tokens, p_min, common_prefix
+        self.L, self.p_min, self.common_prefix = L, p_min, common_prefix
         self.model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
         if not self.model:
             raise UserError(f"--draft {path}: llama.cpp could not load it: is it a GGUF model file?")
