@@ -209,7 +209,44 @@ def _demo_run(options):
     from r1_distill.demo.pipeline import run_demo
 
     config = options.demo_config()
+    if options.seeds is not None:
+        from r1_distill.demo.seeds import parse_seeds, run_seeds
+
+        def run_one(seed_config):
+            console.print(f"[bold]seed {seed_config.seed}: {seed_config.out}[/bold]")
+            report = run_demo(seed_config, redo=options.redo)
+            _print_demo(report, Path(seed_config.out))
+            return report
+
+        _print_seeds(run_seeds(config, parse_seeds(options.seeds), run_one), Path(config.out))
+        return
     _print_demo(run_demo(config, redo=options.redo), Path(config.out))
+
+
+def _print_seeds(report: dict, out: Path) -> None:
+    seeds = [str(s) for s in report["seeds"]]
+    table = Table(title=f"pass@1 over seeds {', '.join(seeds)} ({report['heldout_problems']} held-out problems, "
+                        f"K={report['samples_per_problem']})")
+    for column in ("model", *(f"seed {s}" for s in seeds), "mean +- s.e."):
+        table.add_column(column)
+    for a in report["accuracy"].values():
+        spread = f"{a['mean']:.1%}" + (f" +- {a['stderr']:.1%}" if a["stderr"] is not None else "")
+        table.add_row(a["label"], *(f"{a['pass@1'][s]:.1%}" for s in seeds), spread)
+    console.print(table)
+    for name, arm in report["arms"].items():
+        console.print(f"  {arm['label']}: teacher tokens {arm['teacher_tokens_mean']:,} in all, "
+                      f"{arm['teacher_tokens_added_mean']:,} added to the cold start's (means), "
+                      f"student tokens sampled {arm['student_tokens_sampled_mean']:,} (mean)")
+    console.print("findings over the seeds:")
+    for name, f in report["findings"].items():
+        pooled = ""
+        if "pooled_holds" in f:
+            pooled = (f"; pooled {'holds' if f['pooled_holds'] else 'does not hold'} ({f['difference']}: "
+                      f"{f['difference_mean']:+.1%} +- {f['difference_stderr'] or 0:.1%})")
+        console.print(f"  {name}: holds on {f['holds_on']}{pooled}", soft_wrap=True)
+    failed = {s: c for s, c in report["failed_checks"].items() if c}
+    console.print("every check passed on every seed" if not failed else f"failed checks: {failed}")
+    console.print(f"report: {out / 'report.json'}, {out / 'report.png'}")
 
 
 def _register_stage_commands() -> None:

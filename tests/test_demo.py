@@ -73,6 +73,18 @@ def test_fast_demo_runs_every_stage_reruns_nothing_and_its_chat_command_works(tm
     chat_line = next(line.strip() for line in first.stdout.splitlines() if line.strip().startswith("r1-distill chat"))
     _chat_answers_with_thinking_apart(shlex.split(chat_line))
 
+    # --seeds: each seed's run in OUT/seed-N (a finished run moved there is still that run), the report over them
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    out.rename(seeds / "seed-0")
+    over = subprocess.run([sys.executable, "-m", "r1_distill", "demo", "--fast", "--seeds", "0", "--out", str(seeds)],
+                          capture_output=True, text=True, timeout=300)
+    assert over.returncode == 0 and over.stderr.count("done earlier, skipped") == len(STAGES), over.stderr[-2000:]
+    summary = json.loads((seeds / "report.json").read_text())
+    assert summary["seeds"] == [0] and (seeds / "report.png").stat().st_size > 10_000
+    assert summary["arms"]["arm-opd"]["pass@1"] == {"0": report["accuracy"]["arm-opd"]["pass@1"]}
+    assert "findings over the seeds:" in over.stdout
+
 
 def _chat_answers_with_thinking_apart(command):
     import httpx

@@ -105,6 +105,9 @@ class DemoOptions:
     redo: Optional[str] = option(None, metavar="STAGE", help=(
         "Run this stage and every later one again, with the settings given now (a finished run's earlier stages "
         "are kept as they were made), e.g. --redo student-coldstart to try other arm settings."))
+    seeds: Optional[str] = option(None, metavar="0,1,2", help=(
+        "Run the demo once per seed, each in OUT/seed-N (finished ones are skipped), and write OUT/report.json and "
+        "report.png over them: each model's and arm's pass@1 per seed with the mean and its standard error."))
 
     def demo_config(self) -> DemoConfig:
         if self.recipe:
@@ -128,7 +131,7 @@ class Demo:
         self.state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
         if redo is not None:
             self._forget_from(redo)
-        elif self.state.get("config") not in (None, _jsonable(config)):
+        elif self.state.get("config") is not None and not _same_settings(self.state["config"], _jsonable(config)):
             raise UserError(f"{self.out} holds a demo run with other settings: pass another --out, delete it, or "
                             "--redo STAGE to run that stage and the later ones with these settings")
         self.state["config"] = _jsonable(config)
@@ -424,6 +427,11 @@ def _short(figures: dict | None) -> str:
         return ""
     keys = [k for k in ("pass@1", "cons@K", "kept", "final_loss", "generated") if k in figures]
     return "(" + ", ".join(f"{k} {figures[k]:.3g}" if isinstance(figures[k], float) else f"{k} {figures[k]}" for k in keys) + ")"
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    """The same run's settings: a run folder moved or linked elsewhere is still that run."""
+    return {k: v for k, v in a.items() if k != "out"} == {k: v for k, v in b.items() if k != "out"}
 
 
 def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None, redo: str | None = None) -> dict:
