@@ -5,9 +5,12 @@ The student samples completions for the traces' prompts and the teacher scores e
 written here; the teacher decides which of TRL's is used:
 
 * a local HF teacher (hub id, folder, or a models.yaml teacher served by vllm/transformers) with the
-  student's tokenizer: `trl.experimental.gkd.GKDTrainer`. The divergence is the generalized JSD over
-  the full vocabulary (beta 0 forward KL, 1 reverse KL, 0.5 JSD); lambda mixes on-policy samples
-  (probability lambda per step) with the traces' own completions (off-policy).
+  student's tokenizer: fully on-policy (lambda 1) on a GPU, `trl.DistillationTrainer`, as TRL recommends
+  for that case: the loss chunk by chunk (never both models' [batch, length, vocabulary] logits), vLLM
+  generation where vLLM is installed. Otherwise `trl.experimental.gkd.GKDTrainer`: lambda mixes on-policy
+  samples (probability lambda per step) with the traces' own completions (off-policy), and on a CPU,
+  where neither trainer has vLLM, it samples with its KV cache as well. `--on-policy-trainer` picks one.
+  Both take the generalized JSD over the full vocabulary (beta 0 forward KL, 1 reverse KL, 0.5 JSD).
 * a URL teacher (an OpenAI-compatible server: `r1-distill serve`, llama-server, vLLM):
   `trl.experimental.server_distillation.ServerDistillationTrainer`, fully on-policy, reverse KL on
   the sampled tokens (the teacher's log-probability of each token the student sampled). vLLM answers
@@ -41,6 +44,7 @@ from r1_distill.errors import UserError
 from r1_distill.manifest import file_digest
 
 DIVERGENCES = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}
+TRAINERS = ("auto", "distillation", "gkd")  # for a local teacher with the student's tokenizer
 PROBE_USER, PROBE_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"  # R1's chat markers: a probe of the special tokens too
 # vllm#42019: with prefix caching on (vLLM's default), prompt log-probabilities of cached positions can be stale
 VLLM_PREFIX_CACHING_NOTICE = ("notice: the teacher server {root} answers prompt_logprobs (vLLM): with prefix caching on, "
@@ -76,6 +80,7 @@ class OnPolicyConfig:
     temperature: float = 1.0  # the student's sampling temperature
     max_new_tokens: int = 256
     samples_per_prompt: int = 1  # the student's rollouts of each prompt (Thinking Machines' recipe: 4)
+    trainer: str = "auto"  # auto | distillation | gkd: local_trainer_name()
     learning_rate: float = 5e-5
     epochs: float = 1.0
     max_length: int = 2048
@@ -100,6 +105,8 @@ class OnPolicyConfig:
                                            "learning_rate", "epochs", "max_length", "effective_batch", "per_device_batch", "logging_steps",
                                            "precision", "gradient_checkpointing")}
         given = {**_recipe_fields(c.student, c.models_file), **{k: v for k, v in given.items() if v is not None}}
+        if c.on_policy_trainer is not None:
+            given["trainer"] = c.on_policy_trainer
         return cls(student=c.student, teacher=c.teacher, traces=c.traces, out=c.out, resume=c.resume, save_steps=c.save_steps,
                    seed=c.seed, print_logs=c.print_logs, models_file=c.models_file,
                    collective_timeout_minutes=c.collective_timeout_minutes, **given)
@@ -125,7 +132,23 @@ class OnPolicyConfig:
             raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if self.samples_per_prompt < 1:
             raise UserError(f"--samples-per-prompt must be at least 1, got {self.samples_per_prompt}")
+        if self.trainer not in TRAINERS:
+            raise UserError(f"--on-policy-trainer {self.trainer!r}: auto, distillation or gkd")
+        if self.trainer == "distillation" and self.lmbda != 1.0:
+            raise UserError(f"--on-policy-trainer distillation trains fully on-policy (lambda 1), not --lmbda "
+                            f"{self.lmbda:g}: mixing in the traces' completions is GKD's (--on-policy-trainer gkd)")
         self.resolved_beta()
+
+
+def local_trainer_name(trainer: str, *, lmbda: float, cuda: bool, cross_tokenizer: Optional[str]) -> str:
+    """Which of TRL's trainers a local teacher trains with: GOLD for another tokenizer; DistillationTrainer where TRL
+    recommends it (lambda 1) on a GPU; GKD for mixed lambda, and on a CPU, where neither has vLLM and GKD samples
+    with its KV cache too (the demo's and the test suite's measured path). `trainer` names one instead."""
+    if cross_tokenizer is not None:
+        return "gold"
+    if trainer != "auto":
+        return trainer
+    return "distillation" if cuda and lmbda == 1.0 else "gkd"
 
 
 @dataclass
@@ -368,7 +391,10 @@ def train_on_policy(config: OnPolicyConfig) -> dict:
     # under DeepSpeed ZeRO-3 the config's post-init registers the DeepSpeed config that makes from_pretrained
     # partition the weights as they load (zero.Init), instead of each rank holding the whole model.
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # chosen on purpose: TRL's on-policy trainers live there
-    build = _local_trainer if run.teacher.kind == "local" else _server_trainer
+    build = _server_trainer
+    if run.teacher.kind == "local":
+        name = local_trainer_name(config.trainer, lmbda=config.lmbda, cuda=run.cuda, cross_tokenizer=run.cross_tokenizer)
+        build = _distillation_trainer if name == "distillation" else _local_trainer
     trainer, model, prompts, too_long = build(run, compute)
     _sample_with_cache(trainer)
     # embedding rows past the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) are not tokens: an
@@ -409,6 +435,9 @@ def _resolve_run(config: OnPolicyConfig) -> OnPolicyRun:
     teacher = distillation_teacher(config.teacher, registry)
     if teacher.kind == "url":
         _check_url_teacher_options(config, beta)
+        if config.trainer != "auto":
+            raise UserError(f"--on-policy-trainer {config.trainer} is for a local teacher: a URL teacher trains with "
+                            "TRL's ServerDistillationTrainer")
     # the launch is read from the environment: PartialState() here would make the process group with torch's
     # 10-minute timeout, and the training arguments' ddp_timeout would then be ignored
     launch, cuda = current_launch(), torch.cuda.is_available()
@@ -433,6 +462,9 @@ def _resolve_run(config: OnPolicyConfig) -> OnPolicyRun:
                       checkpointing=trainer_checkpointing(config.gradient_checkpointing, cuda=cuda, launch=launch))
     if cross_tokenizer is not None:
         _check_cross_tokenizer_options(run)
+        if config.trainer != "auto":
+            raise UserError(f"--on-policy-trainer {config.trainer}: the teacher {teacher.source} has another tokenizer "
+                            f"({cross_tokenizer}), which only TRL's GOLD trainer distills; leave it at auto")
     return run
 
 
@@ -529,20 +561,61 @@ def _local_trainer(run: OnPolicyRun, compute: Compute):
     return trainer, model, len(dataset), too_long
 
 
+def _distillation_trainer(run: OnPolicyRun, compute: Compute):
+    """TRL's DistillationTrainer with a local teacher of the student's tokenizer: fully on-policy, the divergence
+    computed chunk by chunk from both models' last hidden states; vLLM generation (colocated) where vLLM is
+    installed on a GPU. Returns (trainer, student model, prompts, traces dropped as too long)."""
+    import importlib.util
+
+    import torch
+    from trl import DistillationConfig, DistillationTrainer
+
+    config, tokenizer = run.config, run.tokenizer
+    dataset = _prompt_dataset(run)
+    use_vllm = run.cuda and importlib.util.find_spec("vllm") is not None
+    args = DistillationConfig(**_shared_arguments(run), max_completion_length=config.max_new_tokens, disable_dropout=True,
+                              use_vllm=use_vllm, vllm_mode="colocate",
+                              logging_steps=run.batch.logging_steps(len(dataset), config.epochs, config.logging_steps))
+    model = _load_student(run.base, run.model_config, _student_dtype(run), run.plan, tokenizer)
+    teacher_model = _load_teacher(run.teacher.source, torch.bfloat16 if run.bf16 else torch.float32)
+    _count_teacher(teacher_model.base_model, compute, on_policy=True)  # what DistillationTrainer runs the teacher through
+    try:
+        trainer = DistillationTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
+                                      processing_class=tokenizer)
+    except ValueError as exc:  # e.g. the vocabularies differ in size
+        raise UserError(f"TRL's DistillationTrainer refused the teacher: {str(exc).splitlines()[0]}") from None
+    generate = trainer._generate
+
+    def counted_generate(prompts):
+        outputs = generate(prompts)  # prompt ids, completion ids (lists), ...
+        with compute.lock:
+            compute.student_sampled_tokens += sum(len(ids) for ids in outputs[1])
+        return outputs
+
+    trainer._generate = counted_generate
+    return trainer, model, len(dataset), 0
+
+
+def _prompt_dataset(run: OnPolicyRun):
+    """The traces' prompts as conversations, for the trainers that sample from the prompt alone."""
+    from datasets import Dataset
+
+    from r1_distill.registry import read_template
+
+    run.tokenizer.chat_template = read_template(run.spec.template)  # the generation prompt opens the thinking
+    run.tokenizer.padding_side = "left"
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": r.prompt or r.problem}]} for r in run.records])
+
+
 def _server_trainer(run: OnPolicyRun, compute: Compute):
     """TRL's ServerDistillationTrainer against a URL teacher, scored through ServerScorer."""
     from unittest import mock
 
     import trl.generation.vllm_client as vllm_client
-    from datasets import Dataset
     from trl.experimental.server_distillation import ServerDistillationConfig, ServerDistillationTrainer
 
-    from r1_distill.registry import read_template
-
     config, tokenizer = run.config, run.tokenizer
-    tokenizer.chat_template = read_template(run.spec.template)  # the generation prompt opens the thinking
-    tokenizer.padding_side = "left"
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r.prompt or r.problem}]} for r in run.records])
+    dataset = _prompt_dataset(run)
     args = ServerDistillationConfig(**_shared_arguments(run), teacher_model_server_url=run.teacher.source, loss_top_k=1,
                                     max_completion_length=config.max_new_tokens, disable_dropout=True,
                                     logging_steps=run.batch.logging_steps(len(dataset), config.epochs, config.logging_steps))
@@ -636,7 +709,12 @@ def _count_local(trainer, compute: Compute) -> None:
         return outputs
 
     trainer.generate_on_policy_outputs = counted_generate
+    _count_teacher(trainer.teacher_model, compute, on_policy=False)
 
+
+def _count_teacher(module, compute: Compute, *, on_policy: bool) -> None:
+    """Counts the teacher's forward passes through `module` (sequences, tokens, batches); with `on_policy`, every
+    batch it scores is the student's own samples."""
     def on_teacher_forward(_module, _args, kwargs):
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids")
@@ -644,8 +722,9 @@ def _count_local(trainer, compute: Compute) -> None:
             compute.teacher_forward_passes += int(ids.shape[0]) if ids is not None else 0
             compute.teacher_tokens += int(mask.sum()) if mask is not None else 0
             compute.teacher_batches += 1
+            compute.on_policy_steps += int(on_policy)
 
-    trainer.teacher_model.register_forward_pre_hook(on_teacher_forward, with_kwargs=True)
+    module.register_forward_pre_hook(on_teacher_forward, with_kwargs=True)
 
 
 def _model_card(config: OnPolicyConfig, base: str, metrics: dict) -> str:

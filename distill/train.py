@@ -75,6 +75,10 @@ class TrainConfig:
                                            "the recipe's on_policy.max_new_tokens, else 256).")
     samples_per_prompt: Optional[int] = option(None, help="on-policy: the student's rollouts of each prompt "
                                                "(default: the recipe's on_policy.samples_per_prompt, else 1).")
+    on_policy_trainer: Optional[str] = option(None, metavar="auto|distillation|gkd", help=(
+        "on-policy, local teacher with the student's tokenizer: TRL's DistillationTrainer (chunked loss; vLLM "
+        "generation when vLLM is installed) or GKDTrainer. Default auto: DistillationTrainer on a GPU at lambda 1, as "
+        "TRL recommends, else GKD."))
     trace_format: Optional[str] = option(None, flags=("--format",), metavar="NAME", help=TRACE_FORMAT_HELP)
 
 

@@ -1,5 +1,5 @@
-"""distill/onpolicy.py: `train --method on-policy` on TRL's GKD trainer with a local teacher (an SFT-trained
-small-vocab model teaching an untrained one), the options that must be refused, and a URL teacher served
+"""distill/onpolicy.py: `train --method on-policy` on TRL's GKD trainer and on its DistillationTrainer with a local
+teacher (an SFT-trained small-vocab model teaching an untrained one), the options that must be refused, and a URL teacher served
 by our own server (ServerDistillationTrainer, the teacher's log-probabilities read over HTTP)."""
 
 import json
@@ -60,6 +60,32 @@ def test_on_policy_cli_local_teacher_divergence_falls_and_student_thinks_first(s
     assert "teacher forward passes | 32" in (out / "README.md").read_text()
 
 
+def test_distillation_trainer_divergence_falls_and_its_compute_is_counted(small_vocab_model, sft_teacher, prompts32,
+                                                                         tmp_path):
+    """--on-policy-trainer distillation: TRL's DistillationTrainer (what auto picks on a GPU at lambda 1, its loss
+    computed chunk by chunk), run here on the CPU through the same command."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "student"
+    done = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--method", "on-policy", "--student",
+                           str(small_vocab_model), "--teacher", str(sft_teacher), "--traces", str(prompts32), "--out",
+                           str(out), "--per-device-batch", "4", "--effective-batch", "4", "--lr", "3e-3",
+                           "--max-new-tokens", "48", "--divergence", "reverse", "--on-policy-trainer", "distillation"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())["metrics"]
+    assert m["trainer"] == "DistillationTrainer" and m["divergence"] == "reverse KL" and m["steps"] == 8, m
+    assert m["final_loss"] < 0.6 * m["first_loss"], m
+    c = m["compute"]
+    assert c["teacher_forward_passes"] == 32 and c["on_policy_batches"] == 8 and c["off_policy_batches"] == 0, c
+    assert 32 <= c["student_sampled_tokens"] <= 32 * 48 and c["teacher_tokens"] > c["student_sampled_tokens"]
+    assert m["generation_use_cache"] is True and m["generation_max_new_tokens"] == 48
+    tok = AutoTokenizer.from_pretrained(out)
+    AutoModelForCausalLM.from_pretrained(out)
+    assert tok.apply_chat_template([{"role": "user", "content": "2+2?"}], tokenize=False,
+                                   add_generation_prompt=True).endswith("<think>\n")
+
+
 def test_lambda_zero_trains_off_policy_on_the_traces_with_jsd(small_vocab_model, sft_teacher, prompts32, tmp_path):
     """lambda 0: every batch is the traces' own completions scored by the teacher (no sampling)."""
     m = train(TrainConfig(student=str(small_vocab_model), teacher=str(sft_teacher), method="on-policy",
@@ -94,9 +120,13 @@ def test_bad_on_policy_options_are_one_line_and_exit_2(small_vocab_model, sft_te
     # a server of another family (Qwen2.5's tokenizer; the student's is the demo's 640 pieces), caught by its /tokenize
     assert "tokenizes differently from the student" in run(teacher=server.url + "/v1")
     assert "--teacher goes with --method on-policy" in run(method="full")
+    assert "auto, distillation or gkd" in run(on_policy_trainer="vllm")
+    assert "fully on-policy (lambda 1)" in run(on_policy_trainer="distillation", lmbda=0.5)
+    assert "is for a local teacher" in run(teacher="http://127.0.0.1:9/v1", on_policy_trainer="gkd")
     other = _other_tokenizer_model(tmp_path)
     # another tokenizer trains with TRL's cross-tokenizer loss (test_onpolicy_cross_tokenizer.py), which has no divergence
     assert "another tokenizer than the student" in run(teacher=str(other), divergence="forward")
+    assert "only TRL's GOLD trainer" in run(teacher=str(other), on_policy_trainer="distillation")
     done = subprocess.run([sys.executable, "-m", "r1_distill", "train", "--method", "on-policy", "--student",
                            str(small_vocab_model), "--teacher", str(other), "--traces", str(prompts32), "--out",
                            str(tmp_path / "y"), "--beta", "0.5"], capture_output=True, text=True, timeout=300)

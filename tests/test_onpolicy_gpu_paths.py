@@ -74,3 +74,13 @@ def test_local_teacher_samples_with_the_kv_cache_under_checkpointing_in_fp32_wei
     assert m["weights_dtype"] == "float32" and m["final_loss"] == m["final_loss"]  # trained in fp32 masters, no NaN
     assert str(AutoConfig.from_pretrained(tmp_path / "s").dtype).endswith("bfloat16")
     assert json.loads((tmp_path / "s" / "manifest.json").read_text())["metrics"]["generation_use_cache"] is True
+
+
+def test_a_local_teacher_trains_with_distillation_trainer_on_a_gpu_at_lambda_1_as_trl_recommends():
+    from r1_distill.distill.onpolicy import local_trainer_name
+
+    assert local_trainer_name("auto", lmbda=1.0, cuda=True, cross_tokenizer=None) == "distillation"
+    assert local_trainer_name("auto", lmbda=0.5, cuda=True, cross_tokenizer=None) == "gkd"  # mixed lambda is GKD's
+    assert local_trainer_name("auto", lmbda=1.0, cuda=False, cross_tokenizer=None) == "gkd"  # no vLLM on a CPU
+    assert local_trainer_name("distillation", lmbda=1.0, cuda=False, cross_tokenizer=None) == "distillation"
+    assert local_trainer_name("auto", lmbda=1.0, cuda=True, cross_tokenizer="meta-llama/Llama-3.1-8B") == "gold"
