@@ -3,6 +3,8 @@
 Same student, same prompts, one run each (in this process, one after the other):
 * gkd: a local HF teacher with the student's tokenizer (TRL's GKDTrainer): the student samples, the teacher
   scores every token with its full distribution;
+* distillation: the same teacher on TRL's DistillationTrainer (what `train` picks on a GPU at lambda 1; its loss
+  chunk by chunk from both models' hidden states; here without vLLM);
 * server: the same teacher exported to GGUF (Q8_0) and served by `r1-distill serve` on 127.0.0.1 (TRL's
   ServerDistillationTrainer through our scorer: one request per completion token, the token forced);
 * gold (with --gold): a local teacher with another tokenizer (TRL's GOLDTrainer, cross-tokenizer ULD loss). Off by
@@ -53,14 +55,14 @@ def _prepare(root: Path, prompts: int) -> dict:
             "teacher_other": build_model(DemoModelSpec(hidden_size=192, num_hidden_layers=4), other, root / "teacher-other")}
 
 
-def _onpolicy(models: dict, teacher: str, out: Path, args) -> dict:
+def _onpolicy(models: dict, teacher: str, out: Path, args, trainer: str = "auto") -> dict:
     from r1_distill.distill.onpolicy import OnPolicyConfig, train_on_policy
 
     started = time.perf_counter()
     m = train_on_policy(OnPolicyConfig(student=str(models["student"]), teacher=teacher, traces=str(models["traces"]),
                                        out=str(out), max_new_tokens=args.max_new_tokens, learning_rate=1e-4,
                                        effective_batch=args.batch, per_device_batch=args.batch, max_length=512,
-                                       save_steps=10**6, print_logs=False))
+                                       save_steps=10**6, print_logs=False, trainer=trainer))
     wall = time.perf_counter() - started
     c = m["compute"]
     runtime = m["train_runtime_s"]
@@ -100,7 +102,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--skip", default="", help="comma-separated paths to leave out: gkd, server")
+    parser.add_argument("--skip", default="", help="comma-separated paths to leave out: gkd, distillation, server")
     parser.add_argument("--gold", action="store_true", help="try the cross-tokenizer path (ByteLevel tokenizers only)")
     args = parser.parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -111,7 +113,10 @@ def main() -> None:
         models = _prepare(root, args.prompts)
         results["sft"] = _sft(models, root / "sft", args)
         if "gkd" not in skip:
-            results["gkd"] = _onpolicy(models, str(models["teacher"]), root / "gkd", args)
+            results["gkd"] = _onpolicy(models, str(models["teacher"]), root / "gkd", args, trainer="gkd")
+        if "distillation" not in skip:
+            results["distillation"] = _onpolicy(models, str(models["teacher"]), root / "distillation", args,
+                                                trainer="distillation")
         if "server" not in skip:
             results["server"] = _server(models, root, args)
         results["gold"] = (_onpolicy(models, str(models["teacher_other"]), root / "gold", args) if args.gold else
@@ -119,7 +124,7 @@ def main() -> None:
                                        "SentencePiece ones are not (tests/test_onpolicy_cross_tokenizer.py runs it on "
                                        "the hub's Llama 3.3 and Qwen2.5 tokenizers)"})
     sft_cost = results["sft"].pop("s_per_trained_token")
-    for path in ("gkd", "server", "gold"):
+    for path in ("gkd", "distillation", "server", "gold"):
         if path in results and "skipped" not in results[path]:
             results[path]["cost_per_trained_token_vs_sft"] = round(results[path].pop("s_per_trained_token") / sft_cost, 2)
     print(json.dumps({"bench": "onpolicy", "baseline": "r1-distill train (SFT) on the same traces", **machine(),
