@@ -4,7 +4,10 @@ and `--spec-type ngram-simple`, the same pair and draft length, in the same run,
     python bench/serve_speculative.py [--tokens 128] [--draft-max 3] [--rounds 3] [--threads N] [--pairs agreeing,own_quant]
 
 Pairs: "agreeing" (:mod:`speculative_pair`: a Qwen2.5-1.5B-shape target that computes what its 0.5B-size
-random draft computes: the best case of acceptance, at a real target's cost) and "own_quant" (a random
+random draft computes: the best case of acceptance, at a real target's cost), "agreeing_7b" (the same
+construction at the issue's sizes: a Qwen2.5-7B-shape target, 4.7 GB as Q4_K_M, drafted by a 1.5B-shape model;
+off by default: it is built through about 15 GB of bf16 shards and 15 GB of F16 GGUF on disk, and decodes at a
+few tokens/s on 2 cores) and "own_quant" (a random
 Qwen2.5-1.5B-shape model's Q8_0 drafted by its own Q4_K_M: they agree about one token in twelve). Both
 servers draft with a minimum probability of 0 (llama-server's default). Lookup runs on the agreeing target.
 
@@ -189,14 +192,19 @@ def main() -> None:
     parser.add_argument("--draft-max", type=int, default=3, help="draft length, both servers (llama-server's default 3)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="pin both servers' threads (default: each its own)")
-    parser.add_argument("--pairs", default="agreeing,own_quant", help="which pairs: agreeing, own_quant")
+    parser.add_argument("--pairs", default="agreeing,own_quant", help="which pairs: agreeing, agreeing_7b, own_quant")
     args = parser.parse_args()
     binary = llama_server_binary()
     logs = Path(tempfile.mkdtemp(prefix="bench-speculative-"))
     load_before = os.getloadavg()
     build = {"agreeing": lambda: pair_figures(args, *agreeing_pair(cache_root() / "bench"), binary, logs, "agreeing",
                                               lookup=supports_lookup(binary)),
+             "agreeing_7b": lambda: pair_figures(args, *agreeing_pair(cache_root() / "bench", size="7b"), binary, logs,
+                                                 "agreeing_7b", lookup=supports_lookup(binary)),
              "own_quant": lambda: pair_figures(args, *real_size_pair(), binary, logs, "own_quant", lookup=False)}
+    unknown = set(args.pairs.split(",")) - set(build)
+    if unknown:
+        parser.error(f"unknown pairs {sorted(unknown)}: {', '.join(build)}")
     pairs = {tag: build[tag]() for tag in args.pairs.split(",")}
     print(json.dumps({
         "bench": "serve_speculative", "draft_max": args.draft_max, "tokens": args.tokens, "rounds": args.rounds,
