@@ -29,13 +29,13 @@ def finished_run(tmp_path) -> DemoConfig:
 
 def test_redo_drops_the_stage_and_every_later_one_and_takes_the_new_settings(tmp_path):
     config = finished_run(tmp_path)
-    other = replace(config, coldstart_epochs=16)
+    other = replace(config, coldstart_epochs=20)
     with pytest.raises(UserError, match="other settings.*--redo"):
         Demo(other)
     demo = Demo(other, redo="student-coldstart")
     kept = STAGES[: STAGES.index("student-coldstart")]
     assert list(demo.state["stages"]) == kept
-    assert demo.state["config"]["coldstart_epochs"] == 16
+    assert demo.state["config"]["coldstart_epochs"] == 20
     run = tmp_path / "run"
     assert (run / "models" / "student").is_dir() and (run / "eval" / "teacher-grpo").is_dir()
     for gone in ("models/student-coldstart", "arms", "models/arm-grpo", "eval/student", "eval/arm-opd", "report.json"):

@@ -60,8 +60,8 @@ class DemoConfig:
     # other traces' prompts: on-policy distillation (reverse KL, temperature 1, several samples a prompt, rollouts of
     # max_tokens, which close </think> on the teacher's traces), continued SFT on as many more verified traces as
     # cost the teacher the tokens OPD's scoring did, and GRPO with the verifier on as many rollouts as OPD sampled.
-    coldstart_traces: int = 120
-    coldstart_epochs: float = 12
+    coldstart_traces: int = 240
+    coldstart_epochs: float = 16
     opd_samples: int = 4  # rollouts of each prompt (Thinking Machines: group_size 4)
     opd_epochs: float = 1
     opd_lr: float = 3e-4
