@@ -522,8 +522,6 @@ def _student_dtype(run: OnPolicyRun):
 def _local_trainer(run: OnPolicyRun, compute: Compute):
     """TRL's GKDTrainer (the student's tokenizer) or GOLDTrainer (another one) with a local teacher.
     Returns (trainer, student model, prompts, traces dropped as too long)."""
-    import torch
-
     from r1_distill.distill.train import build_dataset
     from r1_distill.registry import read_template
 
@@ -550,8 +548,7 @@ def _local_trainer(run: OnPolicyRun, compute: Compute):
                            # aligning by text needs byte offsets, which only fast tokenizers give
                            use_extended_uld=tokenizer.is_fast and run.teacher_fast)
     model = _load_student(run.base, run.model_config, _student_dtype(run), run.plan, tokenizer)
-    # the teacher is frozen: never updated, so bf16 loses nothing
-    teacher_model = _load_teacher(run.teacher.source, torch.bfloat16 if run.bf16 else torch.float32)
+    teacher_model = _load_teacher(run)
     try:
         trainer = LocalTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
                                processing_class=tokenizer)
@@ -567,7 +564,6 @@ def _distillation_trainer(run: OnPolicyRun, compute: Compute):
     installed on a GPU. Returns (trainer, student model, prompts, traces dropped as too long)."""
     import importlib.util
 
-    import torch
     from trl import DistillationConfig, DistillationTrainer
 
     config, tokenizer = run.config, run.tokenizer
@@ -577,7 +573,7 @@ def _distillation_trainer(run: OnPolicyRun, compute: Compute):
                               use_vllm=use_vllm, vllm_mode="colocate",
                               logging_steps=run.batch.logging_steps(len(dataset), config.epochs, config.logging_steps))
     model = _load_student(run.base, run.model_config, _student_dtype(run), run.plan, tokenizer)
-    teacher_model = _load_teacher(run.teacher.source, torch.bfloat16 if run.bf16 else torch.float32)
+    teacher_model = _load_teacher(run)
     _count_teacher(teacher_model.base_model, compute, on_policy=True)  # what DistillationTrainer runs the teacher through
     try:
         trainer = DistillationTrainer(model=model, teacher_model=teacher_model, args=args, train_dataset=dataset,
@@ -680,10 +676,12 @@ def _load_student(base: str, model_config, dtype, plan, tokenizer):
     return model
 
 
-def _load_teacher(source: str, dtype):
+def _load_teacher(run: OnPolicyRun):
+    import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    # the teacher is frozen: never updated, so bf16 loses nothing
+    return AutoModelForCausalLM.from_pretrained(run.teacher.source, dtype=torch.bfloat16 if run.bf16 else torch.float32)
 
 
 def _sample_with_cache(trainer) -> None:

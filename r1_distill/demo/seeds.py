@@ -14,7 +14,7 @@ from r1_distill.files import write_json_atomic
 
 ARMS = [("student-coldstart", "SFT cold start"), ("arm-sft", "+ continued SFT"),
         ("arm-opd", "+ on-policy distillation"), ("arm-grpo", "+ GRPO (verifier)")]
-# each pooled finding: the arm, what it is compared with, and the least margin it must keep
+# each pooled finding: the arm and what it is compared with (paired over the seeds)
 POOLED = {"opd_at_or_above_continued_sft_per_teacher_token": ("arm-opd", "arm-sft"),
           "opd_at_or_above_grpo_at_matched_rollouts": ("arm-opd", "arm-grpo"),
           "opd_improves_on_the_coldstart": ("arm-opd", "student-coldstart")}
